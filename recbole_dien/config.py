@@ -1,0 +1,57 @@
+"""RecBole's ``Config`` with the plugin's model lookup and YAML defaults."""
+from recbole.config import Config as RecBoleConfig
+
+from recbole_dien import compat
+from recbole_dien.resources import dataset_config_file, props_file
+from recbole_dien.utils import get_model, is_plugin_model
+
+
+class Config(RecBoleConfig):
+    """RecBole's ``Config``, resolving model names plugin-first and adding the plugin's YAML files.
+
+    Precedence, lowest first: RecBole's own defaults (``overall.yaml``, its model and quick-start
+    YAML) < ``props/<Model>.yaml`` (plugin models only) < ``dataset_configs/<dataset>.yaml`` (when
+    present, for every model, so all models share one protocol) < ``config_file_list`` <
+    ``config_dict`` < command line.
+
+    Args:
+        model: a model name (``DIN`` is this package's, ``recbole.DIN`` RecBole's) or a model class.
+        cmd_args: ``--key=value`` overrides; by default RecBole reads them from ``sys.argv``.
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+        self._cmd_args = cmd_args
+        super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _load_cmd_line(self):
+        if self._cmd_args is None:
+            return super()._load_cmd_line()
+        overrides = {}
+        for arg in self._cmd_args:
+            key, sep, value = arg[2:].partition("=")
+            if not arg.startswith("--") or not sep:
+                raise ValueError(f"override '{arg}' is not of the form --key=value")
+            overrides[key] = value
+        return self._convert_config_dict(overrides)
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+        if model is not None:
+            model = get_model(model)
+        return super()._get_model_and_dataset(model, dataset)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        model_file = props_file(model) if is_plugin_model(model_class) else None
+        if model_file is not None:
+            self._update_internal_config_dict(model_file)
+        protocol_file = dataset_config_file(dataset)
+        if protocol_file is not None:
+            protocol = self._update_internal_config_dict(protocol_file) or {}
+            # Like RecBole's own dataset YAML: these keys decide whether a saved dataset is reusable.
+            known = self.parameters["Dataset"]
+            self.parameters["Dataset"] = known + [k for k in protocol if k not in known]
+
+
+compat.allow_in_checkpoints(Config)

@@ -1,0 +1,13 @@
+"""Errors a user can act on; the CLI prints them as one line instead of a traceback."""
+
+
+class RecBoleDienError(Exception):
+    """Base class of the errors the CLI reports without a traceback."""
+
+
+class UnknownModelError(RecBoleDienError, ValueError):
+    pass
+
+
+class DatasetError(RecBoleDienError, ValueError):
+    pass

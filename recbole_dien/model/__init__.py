@@ -1,0 +1,3 @@
+from recbole_dien.model.din import DIN
+
+__all__ = ["DIN"]

@@ -1,0 +1,221 @@
+"""Building blocks shared by DIN, DIEN and DSIN.
+
+* :class:`FeatureEmbedding` - the embedding of an item (or a user) = its id ⊕ its side features.
+* :class:`ActivationUnit` - DIN's attention MLP over [q, k, q − k, q ⊙ k].
+* :class:`Dice` - DIN's data-adaptive activation; :class:`MLP` - the fully connected towers.
+* :func:`sequence_mask`, :func:`masked_softmax`.
+"""
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.utils import FeatureType
+
+
+def sequence_mask(lengths, max_length):
+    """``mask[b, t] = t < lengths[b]`` -> [B, max_length] bool."""
+    return torch.arange(max_length, device=lengths.device) < lengths.unsqueeze(-1)
+
+
+def masked_softmax(scores, mask):
+    """Softmax over the last dim, restricted to ``mask``; an all-masked row gets all-zero weights."""
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1) * mask
+
+
+class Dice(nn.Module):
+    r"""Dice (Zhou et al., 2018, eq. 9): :math:`f(s) = p(s)\,s + (1 - p(s))\,\alpha s`,
+    :math:`p(s) = \sigma\big((s - E[s]) / \sqrt{Var[s] + \epsilon}\big)`.
+
+    E[s], Var[s] are the mini-batch statistics in training and their moving averages in
+    evaluation (a BatchNorm without affine parameters). Accepts [..., dim].
+    """
+
+    def __init__(self, dim, eps=1e-8):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim, eps=eps, affine=False)
+        self.alpha = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        p = torch.sigmoid(self.norm(x.reshape(-1, x.shape[-1]))).view_as(x)
+        return p * x + (1 - p) * self.alpha * x
+
+
+def activation_layer(name, dim):
+    name = name.lower()
+    if name == "dice":
+        return Dice(dim)
+    if name == "prelu":
+        return nn.PReLU(dim)
+    layers = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "none": nn.Identity}
+    if name not in layers:
+        raise ValueError(f"unknown activation '{name}' (choose from dice, prelu, {', '.join(layers)})")
+    return layers[name]()
+
+
+class MLP(nn.Module):
+    """Linear -> activation (-> dropout) for each hidden size; optional BatchNorm on the input."""
+
+    def __init__(self, sizes, activation="dice", dropout=0.0, input_batch_norm=False):
+        super().__init__()
+        layers = [nn.BatchNorm1d(sizes[0])] if input_batch_norm else []
+        for in_size, out_size in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(in_size, out_size), activation_layer(activation, out_size)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        self.layers = nn.Sequential(*layers)
+        self.output_size = sizes[-1]
+
+    def forward(self, x):  # [..., sizes[0]] -> [..., sizes[-1]]
+        shape = x.shape[:-1]
+        return self.layers(x.reshape(-1, x.shape[-1])).view(*shape, self.output_size)
+
+
+class ActivationUnit(nn.Module):
+    r"""DIN's activation unit: :math:`a(q, k) = \mathrm{MLP}([q, k, q - k, q \odot k])`.
+
+    The first layer :math:`W[q, k, q-k, q \odot k]` is evaluated as
+    :math:`(W_q + W_d) q + (W_k - W_d) k + W_p (q \odot k)` - the same function and parameters as
+    one ``Linear(4D, H)`` on the concatenation, but the query term is computed once per query
+    instead of once per behaviour, and nothing of size 4D is materialised.
+
+    ``query`` [..., D] and ``keys`` [..., L, D] broadcast against each other (``query[..., None, :]``
+    against ``keys``), so one call scores a batch of candidates against a batch of histories.
+    Returns raw scores [..., L].
+    """
+
+    def __init__(self, dim, hidden_sizes=(80, 40), activation="sigmoid", dropout=0.0):
+        super().__init__()
+        self.dim = dim
+        self.input_layer = nn.Linear(4 * dim, hidden_sizes[0])
+        self.input_activation = activation_layer(activation, hidden_sizes[0])
+        self.hidden = MLP(list(hidden_sizes), activation, dropout)
+        self.output_layer = nn.Linear(hidden_sizes[-1], 1)
+
+    def forward(self, query, keys):
+        w_q, w_k, w_diff, w_prod = self.input_layer.weight.split(self.dim, dim=1)
+        query = query.unsqueeze(-2)                                           # [..., 1, D]
+        hidden = (
+            F.linear(query, w_q + w_diff, self.input_layer.bias)             # [..., 1, H]
+            + F.linear(keys, w_k - w_diff)                                    # [..., L, H]
+            + F.linear(query * keys, w_prod)                                  # [..., L, H]
+        )
+        shape = hidden.shape[:-1]                                             # [..., L]
+        hidden = self.hidden(self.input_activation(hidden.reshape(-1, hidden.shape[-1])))
+        return self.output_layer(hidden).view(shape)
+
+
+class FeatureEmbedding(nn.Module):
+    r"""Embeds a RecBole feature table (``item_feat`` or ``user_feat``) row by id.
+
+    The output for an id is the concatenation over fields of: a token embedding (``token``), the
+    pooled embeddings of its tokens (``token_seq``; mean over non-padding tokens, or sum / max), and
+    the value times a learned vector (``float``). The item id itself is one of the token fields
+    when ``include_id``. ``float_seq`` fields are skipped with a warning.
+
+    The rows are computed once per distinct id in a batch and then gathered, so a history of
+    B x L behaviours costs one embedding per distinct item.
+
+    Optionally tracks how often each embedding row occurs in the training data, for DIN's
+    mini-batch aware regularisation (:meth:`minibatch_l2`).
+    """
+
+    def __init__(self, dataset, source, embedding_size, include_id=True, token_seq_pooling="mean"):
+        super().__init__()
+        if source == "item":
+            table, id_field = dataset.get_item_feature(), dataset.iid_field
+        elif source == "user":
+            table, id_field = dataset.get_user_feature(), dataset.uid_field
+        else:
+            raise ValueError(f"source must be 'item' or 'user', not '{source}'")
+        if token_seq_pooling not in ("mean", "sum", "max"):
+            raise ValueError(f"token_seq_pooling must be mean, sum or max, not '{token_seq_pooling}'")
+        self.source = source
+        self.embedding_size = embedding_size
+        self.pooling = token_seq_pooling
+        self.num_rows = len(table)
+
+        fields = [id_field] if include_id else []
+        fields += [f for f in table.columns if f != id_field]
+        self.token_fields, self.token_seq_fields, self.float_fields = [], [], []
+        self.embeddings = nn.ModuleDict()
+        self.float_weights = nn.ParameterDict()
+        for field in fields:
+            ftype = dataset.field2type[field]
+            values = table[field]
+            if ftype == FeatureType.TOKEN:
+                self.token_fields.append(field)
+                self.embeddings[field] = nn.Embedding(dataset.num(field), embedding_size)
+            elif ftype == FeatureType.TOKEN_SEQ:
+                self.token_seq_fields.append(field)
+                self.embeddings[field] = nn.Embedding(dataset.num(field), embedding_size, padding_idx=0)
+            elif ftype == FeatureType.FLOAT and values.dim() == 1:
+                self.float_fields.append(field)
+                self.float_weights[field] = nn.Parameter(torch.empty(embedding_size))
+                nn.init.normal_(self.float_weights[field], std=embedding_size ** -0.5)
+            else:
+                warnings.warn(f"{source} field '{field}' ({ftype.value}) is not embedded")
+                continue
+            self.register_buffer(self._buffer(field), values.clone(), persistent=False)
+        self.fields = self.token_fields + self.token_seq_fields + self.float_fields
+        self.output_size = len(self.fields) * embedding_size
+
+    @staticmethod
+    def _buffer(field):
+        return f"table_{field}"
+
+    def column(self, field):
+        return getattr(self, self._buffer(field))
+
+    def embed_rows(self, ids):
+        """[N] ids -> [N, output_size]."""
+        parts = [self.embeddings[f](self.column(f)[ids]) for f in self.token_fields]
+        for field in self.token_seq_fields:
+            tokens = self.column(field)[ids]                                   # [N, S]
+            vectors = self.embeddings[field](tokens)                           # [N, S, E]
+            present = (tokens != 0).unsqueeze(-1)
+            if self.pooling == "max":
+                pooled = vectors.masked_fill(~present, float("-inf")).max(dim=1).values
+                pooled = pooled.masked_fill(~present.any(dim=1), 0.0)
+            else:
+                pooled = vectors.sum(dim=1)  # padding rows are zero (padding_idx=0)
+                if self.pooling == "mean":
+                    pooled = pooled / present.sum(dim=1).clamp(min=1)
+            parts.append(pooled)
+        for field in self.float_fields:
+            parts.append(self.column(field)[ids].float().unsqueeze(-1) * self.float_weights[field])
+        if not parts:
+            return ids.new_zeros((ids.shape[0], 0), dtype=torch.float)
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, ids):
+        """ids of any shape -> ids.shape + (output_size,)."""
+        distinct, position = torch.unique(ids, return_inverse=True)
+        return self.embed_rows(distinct)[position]
+
+    # --- mini-batch aware regularisation (Zhou et al., 2018, section 4.1) ---
+
+    def set_row_occurrences(self, occurrences):
+        """``occurrences[r]``: how often table row ``r`` occurs in the training samples. Derives,
+        for every token of every field, how often it occurs (the n_j of the paper)."""
+        occurrences = occurrences.float()
+        for field in self.token_fields + self.token_seq_fields:
+            column = self.column(field)
+            per_token = occurrences.unsqueeze(-1).expand_as(column) if column.dim() == 2 else occurrences
+            counts = torch.zeros(self.embeddings[field].num_embeddings, device=occurrences.device)
+            counts.index_add_(0, column.reshape(-1), per_token.reshape(-1))
+            self.register_buffer(f"occurrences_{field}", counts.clamp(min=1.0), persistent=False)
+
+    def minibatch_l2(self, ids):
+        r""":math:`\sum_j \lVert w_j \rVert^2 / n_j` over the embedding rows j used by ``ids``
+        (each row once, however often it occurs in the batch)."""
+        rows = torch.unique(ids)
+        penalty = 0.0
+        for field in self.token_fields + self.token_seq_fields:
+            tokens = torch.unique(self.column(field)[rows])
+            if field in self.token_seq_fields:
+                tokens = tokens[tokens != 0]
+            weights = self.embeddings[field].weight[tokens]
+            penalty = penalty + (weights.pow(2).sum(-1) / getattr(self, f"occurrences_{field}")[tokens]).sum()
+        return penalty

@@ -1,0 +1,45 @@
+"""Where the plugin's YAML files live, in a source checkout and in an installed package."""
+from pathlib import Path
+
+import yaml
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _resource_dir(name):
+    # An installed package carries the folder inside itself; a source checkout (or an editable
+    # install) keeps it beside the package.
+    for candidate in (_PACKAGE_DIR / name, _PACKAGE_DIR.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"recbole_dien cannot find its '{name}' folder (looked in {_PACKAGE_DIR} and its parent); "
+        "reinstall the package with `pip install .`"
+    )
+
+
+def props_file(model_name):
+    """``props/<Model>.yaml`` for a plugin model, or None if the model has none."""
+    path = _resource_dir("props") / f"{model_name}.yaml"
+    return path if path.is_file() else None
+
+
+def dataset_config_file(dataset_name):
+    """``dataset_configs/<dataset>.yaml`` (a dataset's protocol), or None if there is none."""
+    path = _resource_dir("dataset_configs") / f"{dataset_name}.yaml"
+    return path if path.is_file() else None
+
+
+def model_hyperparameters(config, model_name):
+    """Every knob of ``props/<model_name>.yaml``, taking the config's value where it has one.
+
+    A plugin model reads its knobs through this, so it also runs under a plain RecBole ``Config``
+    (which never loads ``props/``): knobs the config lacks fall back to the documented defaults.
+    """
+    from recbole.config import Config as RecBoleConfig
+
+    # RecBole's YAML loader, so values parse exactly as they do in a Config (e.g. 1e-3 as a float).
+    loader = RecBoleConfig._build_yaml_loader(None)
+    with open(props_file(model_name), encoding="utf-8") as f:
+        defaults = yaml.load(f, Loader=loader) or {}
+    return {key: (config[key] if key in config else value) for key, value in defaults.items()}

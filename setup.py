@@ -1,0 +1,46 @@
+"""recbole-dien: DIN, DIEN and DSIN for RecBole, faithful to the papers and fast on a CPU."""
+from setuptools import setup
+
+# The pins are a working set for RecBole 1.2.1 on Python 3.11 today:
+#  - torch < 2.14 resolves to the 2.13 CPU wheel instead of a multi-GB CUDA build;
+#  - numpy 2 breaks RecBole's Config (np.float_) and ray; pandas 3 silently changes fillna;
+#  - ray 2.6.3 (a RecBole dependency, imported by recbole.quick_start) needs pkg_resources,
+#    which setuptools 81+ no longer ships.
+INSTALL_REQUIRES = [
+    "recbole==1.2.1",
+    "torch>=2.1,<2.14",
+    "numpy>=1.24,<2",
+    "pandas>=2.0,<2.3",
+    "setuptools<81",
+    "scipy>=1.10",
+    "pyyaml>=6.0",
+]
+
+setup(
+    name="recbole-dien",
+    version="0.1.0",
+    description="DIN, DIEN and DSIN for RecBole: faithful to the papers, fast on a CPU",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    # props/ and dataset_configs/ live at the top of the checkout; installed, they become
+    # recbole_dien/props and recbole_dien/dataset_configs (see recbole_dien.resources).
+    packages=[
+        "recbole_dien",
+        "recbole_dien.model",
+        "recbole_dien.data",
+        "recbole_dien.props",
+        "recbole_dien.dataset_configs",
+    ],
+    package_dir={
+        "recbole_dien.props": "props",
+        "recbole_dien.dataset_configs": "dataset_configs",
+    },
+    package_data={
+        "recbole_dien.props": ["*.yaml"],
+        "recbole_dien.dataset_configs": ["*.yaml"],
+    },
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["recbole-dien=recbole_dien.cli:main"]},
+)
