@@ -10,8 +10,14 @@ Importing :mod:`recbole_dien` applies them; nothing in site-packages is edited.
   ``Config`` (with its enums, its YAML loader class and the model class), and for some built-in
   models (DIN, DIEN, FDSA, GRU4RecF, SASRecF) layers that hold the whole dataset. Instead of
   turning ``weights_only`` off, the classes RecBole itself pickles are added to torch's allow-list.
-* **pandas 2.2** warns on every ``Dataset`` build about RecBole's chained in-place ``fillna``; the
-  call still works under pandas < 3 (which the package pins), so that one warning is silenced.
+* **Anomaly detection.** ``recbole/model/sequential_recommender/sine.py`` calls
+  ``torch.autograd.set_detect_anomaly(True)`` at import, and the package imports it for any
+  sequential model (RecBole's own DIN and DIEN included): every backward pass then runs with NaN
+  checks on each op, about twice as slow. The model packages are imported once here and the
+  previous setting restored.
+* **Deprecation noise.** pandas 2.2 warns on every ``Dataset`` build about RecBole's chained
+  in-place ``fillna`` and ``Series.agg(len)``, torch about RecBole's ``torch.cuda.amp.GradScaler``;
+  the calls still behave as RecBole means under the pinned pandas < 2.3, so those warnings are silenced.
 
 numpy 2 (``np.float_``) and setuptools 81 (no ``pkg_resources`` for ray) are handled by the pins in
 ``setup.py``, not here.
@@ -58,12 +64,16 @@ def _classes_defined_in(module_name):
     ]
 
 
-def _recbole_model_classes():
+def _import_recbole_models():
+    """Import RecBole's model packages without letting sine.py switch anomaly detection on;
+    return every model class they define."""
     from recbole.model.abstract_recommender import AbstractRecommender
 
+    detect_anomaly = torch.is_anomaly_enabled()
+    modules = [importlib.import_module(package) for package in _RECBOLE_MODEL_PACKAGES]
+    torch.autograd.set_detect_anomaly(detect_anomaly)
     classes = []
-    for package in _RECBOLE_MODEL_PACKAGES:
-        module = importlib.import_module(package)
+    for module in modules:
         classes += [
             obj
             for _, obj in inspect.getmembers(module, inspect.isclass)
@@ -74,8 +84,7 @@ def _recbole_model_classes():
 
 def _numpy_pickle_globals():
     core = np.core.multiarray
-    dtypes = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64,
-                                          np.uint8, np.float16, np.float32, np.float64, np.object_)]
+    dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
     return [core._reconstruct, core.scalar, np.ndarray, np.dtype] + dtypes
 
 
@@ -97,7 +106,7 @@ def _allow_recbole_checkpoints():
         *_numpy_pickle_globals(),
         *torch_modules,
         *recbole_classes,
-        *_recbole_model_classes(),
+        *_import_recbole_models(),
     )
 
 
@@ -108,6 +117,7 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
 
     if not self.config["single_spec"] and self.config["local_rank"] != 0:
         return
+    allow_in_checkpoints(type(self.model), self.config.model_class)  # e.g. a user's own model class
     saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
     torch.save(
         {
@@ -126,11 +136,12 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
 
 
 def _silence_known_warnings():
-    warnings.filterwarnings(
-        "ignore",
-        message="A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
-        category=FutureWarning,
-    )
+    for message in (
+        "A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
+        "using <built-in function len> in Series.agg cannot aggregate",
+        r"`torch.cuda.amp.GradScaler\(args...\)` is deprecated",
+    ):
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
 
 
 def apply():

@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from recbole_dien.model.din import DIN
+from tests.conftest import first_batch
+
+
+@pytest.fixture
+def din_setup(tiny_pipeline):
+    def build(**overrides):
+        config, train_data, valid_data, test_data = tiny_pipeline("DIN", **overrides)
+        torch.manual_seed(0)
+        model = DIN(config, train_data._dataset)
+        return model, first_batch(train_data), valid_data
+    return build
+
+
+def test_shapes_and_probabilities(din_setup):
+    model, batch, _ = din_setup()
+    model.eval()
+    logits = model(batch)
+    assert logits.shape == (len(batch),)
+    probabilities = model.predict(batch)
+    assert torch.all((probabilities > 0) & (probabilities < 1))
+    assert model.calculate_loss(batch).dim() == 0
+
+
+def test_behaviour_embedding_is_item_id_and_side_features(din_setup):
+    model, _, _ = din_setup()
+    assert model.item_embedding.fields == ["item_id", "year", "genre", "price"]
+    assert model.user_embedding.fields == ["age", "gender"]
+    assert model.item_embedding.output_size == 4 * 18
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+def test_padded_positions_change_nothing(din_setup, softmax):
+    model, batch, _ = din_setup(attention_softmax=softmax)
+    model.eval()
+    before = model.predict(batch)
+    seq, lengths = batch[model.ITEM_SEQ].clone(), batch[model.ITEM_SEQ_LEN]
+    assert (lengths < seq.shape[1]).any(), "the batch should contain padded histories"
+    padded = torch.arange(seq.shape[1]) >= lengths.unsqueeze(-1)
+    batch[model.ITEM_SEQ] = torch.where(padded, torch.randint_like(seq, 1, model.n_items), seq)
+    torch.testing.assert_close(model.predict(batch), before)
+    # and in training mode (batch statistics) as well
+    model.train()
+    batch[model.ITEM_SEQ] = seq
+    loss = model.calculate_loss(batch)
+    batch[model.ITEM_SEQ] = torch.where(padded, torch.randint_like(seq, 1, model.n_items), seq)
+    torch.testing.assert_close(model.calculate_loss(batch), loss)
+
+
+def test_attention_weights_are_not_normalised_by_default(din_setup):
+    model, batch, _ = din_setup()
+    assert model.attention_softmax is False
+    model, batch, _ = din_setup(attention_softmax=True)
+    assert model.attention_softmax is True
+
+
+def test_full_sort_predict_equals_predict_item_by_item(din_setup):
+    model, batch, _ = din_setup(full_sort_chunk_elements=5000)  # forces several chunks
+    model.eval()
+    users = batch[:5]
+    full = model.full_sort_predict(users)
+    assert full.shape == (5, model.n_items)
+    for item in range(1, model.n_items):
+        users[model.ITEM_ID] = torch.full((5,), item)
+        torch.testing.assert_close(full[:, item], model.predict(users), rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_reach_every_parameter(din_setup):
+    model, batch, _ = din_setup(mini_batch_l2=0.01)
+    model.train()
+    model.calculate_loss(batch).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_mini_batch_l2_adds_the_penalty_of_the_rows_in_the_batch(din_setup):
+    model, batch, _ = din_setup(mini_batch_l2=0.5)
+    model.eval()  # same statistics for both losses
+    with_penalty = model.calculate_loss(batch)
+    items = torch.cat([batch[model.ITEM_SEQ].flatten(), batch[model.ITEM_ID]])
+    penalty = model.item_embedding.minibatch_l2(items) + model.user_embedding.minibatch_l2(batch[model.USER_ID])
+    model.mini_batch_l2 = 0.0
+    torch.testing.assert_close(with_penalty, model.calculate_loss(batch) + 0.25 * penalty)
+
+
+def test_occurrence_counts_cover_histories_and_targets(din_setup):
+    model, _, _ = din_setup(mini_batch_l2=0.01)
+    occurrences = model.item_embedding.occurrences_item_id
+    assert occurrences[0] == 1  # padding id: clamped, never divides by zero
+    assert occurrences[1:].sum() > 0

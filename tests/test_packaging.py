@@ -1,0 +1,25 @@
+"""props/ and dataset_configs/ must be found from a regular (non-editable) install too."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_regular_install_ships_props_and_dataset_configs(tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "tests", "*.egg-info", "build",
+                                                               "saved", "log*", "__pycache__", "benchmarks"))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
+    assert (target / "recbole_dien" / "props" / "DIN.yaml").is_file()
+    assert (target / "recbole_dien" / "dataset_configs" / "ml-100k.yaml").is_file()
+    probe = ("import recbole_dien.resources as r; "
+             "print(r.props_file('DIN')); print(r.dataset_config_file('ml-100k'))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(target)}, check=True)
+    for line in done.stdout.split():
+        assert line.startswith(str(target / "recbole_dien")), done.stdout
