@@ -2,15 +2,16 @@
 import argparse
 import sys
 
-DEFAULT_MODEL = "DIN"
+DEFAULT_MODEL = "DIEN"
 DEFAULT_DATASET = "ml-100k"
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="run_recbole.py",
-        description="Train, validate and test a recommender with RecBole; DIN is recbole-dien's "
-                    "model, recbole.DIN RecBole's own, any other name (GRU4Rec, SASRec, ...) RecBole's.",
+        description="Train, validate and test a recommender with RecBole; DIN and DIEN are "
+                    "recbole-dien's models, recbole.DIN and recbole.DIEN RecBole's own, any other name "
+                    "(GRU4Rec, SASRec, ...) RecBole's.",
         epilog="Any other option --key=value overrides a RecBole / model setting, e.g. "
                "--epochs=1 --train_batch_size=1024 --attention_softmax=True.",
     )

@@ -9,6 +9,7 @@ from recbole_dien.errors import UnknownModelError
 # Model name -> module of this package that defines it.
 PLUGIN_MODELS = {
     "DIN": "recbole_dien.model.din",
+    "DIEN": "recbole_dien.model.dien",
 }
 # Spelling that always reaches RecBole's own class, e.g. ``recbole.DIN`` for the built-in DIN.
 RECBOLE_PREFIX = "recbole."

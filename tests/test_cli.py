@@ -24,7 +24,7 @@ def test_help_lists_recbole_flags(tmp_path):
 
 def test_defaults_are_the_readme_quick_start():
     args, _ = build_parser().parse_known_args([])
-    assert (args.model, args.dataset) == (DEFAULT_MODEL, DEFAULT_DATASET) == ("DIN", "ml-100k")
+    assert (args.model, args.dataset) == (DEFAULT_MODEL, DEFAULT_DATASET) == ("DIEN", "ml-100k")
 
 
 def test_short_flags_and_overrides_are_separated():
@@ -60,7 +60,7 @@ def test_malformed_override_is_rejected(tmp_path):
     assert done.returncode == 2 and "--key=value" in done.stderr
 
 
-@pytest.mark.parametrize("model", ["DIN"])
+@pytest.mark.parametrize("model", ["DIN", "DIEN"])
 def test_one_epoch_run_prints_valid_and_test_results(tmp_path, tiny_data_path, model):
     done = run_cli(f"--model={model}", "--dataset=tiny", f"--data_path={tiny_data_path}", "--epochs=1",
                    "--MAX_ITEM_LIST_LENGTH=8", "--eval_args={'split':{'LS':'valid_and_test'},'order':'TO','mode':'uni20'}",
@@ -69,3 +69,12 @@ def test_one_epoch_run_prints_valid_and_test_results(tmp_path, tiny_data_path, m
     assert done.returncode == 0, done.stderr[-2000:]
     assert "best valid: {'auc':" in done.stdout
     assert "test result: {'auc':" in done.stdout
+
+
+def test_dien_one_epoch_on_ml_100k(tmp_path):
+    # the README's main job, cut to one epoch: ml-100k from the recbole package, nothing downloaded
+    done = run_cli("--model=DIEN", "--dataset=ml-100k", "--epochs=1", "--show_progress=False", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    test_line = next(line for line in done.stdout.splitlines() if line.startswith("test result:"))
+    auc = float(test_line.split("'auc': ")[1].split(",")[0])
+    assert 0.75 < auc < 1.0

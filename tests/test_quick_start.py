@@ -7,7 +7,9 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
 import recbole_dien
-from recbole_dien import DIN, load_data_and_model, run
+import pytest
+
+from recbole_dien import DIEN, DIN, load_data_and_model, run
 
 
 def assert_ctr_metrics(result):
@@ -16,26 +18,29 @@ def assert_ctr_metrics(result):
     assert 0.0 < result["logloss"] < 5.0
 
 
-def test_one_epoch_run_returns_metrics_in_range(tiny_config_dict):
-    result = run("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=[])
+@pytest.mark.parametrize("model_class", [DIN, DIEN])
+def test_one_epoch_run_returns_metrics_in_range(tiny_config_dict, model_class):
+    result = run(model_class.__name__, "tiny", config_dict=tiny_config_dict, cmd_args=[])
     assert_ctr_metrics(result["best_valid_result"])
     assert_ctr_metrics(result["test_result"])
-    assert result["config"].model_class is DIN
+    assert result["config"].model_class is model_class
 
 
-def test_recbole_pipeline_runs_the_imported_class_with_its_own_defaults(tiny_config_dict):
-    # A user's own RecBole code: RecBole's Config (props/ never loaded), RecBole's create_dataset,
-    # RecBole's Trainer with its default best-model reload (torch.load, weights_only=True).
-    config = RecBoleConfig(model=DIN, dataset="tiny", config_dict=tiny_config_dict)
+@pytest.mark.parametrize("model_class", [DIN, DIEN])
+def test_recbole_pipeline_runs_the_imported_class_with_its_own_defaults(tiny_config_dict, model_class):
+    # A user's own RecBole code: RecBole's Config (props/ never loaded), RecBole's create_dataset
+    # (for DIEN: RecBole's DIENDataset), RecBole's Trainer with its default best-model reload
+    # (torch.load, weights_only=True).
+    config = RecBoleConfig(model=model_class, dataset="tiny", config_dict=tiny_config_dict)
     assert "attention_mlp_sizes" not in config  # the model falls back to its documented defaults
     init_seed(config["seed"], config["reproducibility"])
     dataset = recbole_create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
-    model = DIN(config, train_data._dataset)
+    model = model_class(config, train_data._dataset)
     trainer = Trainer(config, model)
     trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     assert_ctr_metrics(trainer.evaluate(test_data, load_best_model=True, show_progress=False))
-    assert torch.load(trainer.saved_model_file)["config"]["model"] == "DIN"
+    assert torch.load(trainer.saved_model_file)["config"]["model"] == model_class.__name__
 
 
 def test_recbole_builtin_din_checkpoint_reloads(tiny_config_dict):

@@ -1,3 +1,4 @@
+from recbole_dien.model.dien import DIEN
 from recbole_dien.model.din import DIN
 
-__all__ = ["DIN"]
+__all__ = ["DIEN", "DIN"]

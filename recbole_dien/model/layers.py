@@ -93,12 +93,20 @@ class ActivationUnit(nn.Module):
         self.hidden = MLP(list(hidden_sizes), activation, dropout)
         self.output_layer = nn.Linear(hidden_sizes[-1], 1)
 
-    def forward(self, query, keys):
-        w_q, w_k, w_diff, w_prod = self.input_layer.weight.split(self.dim, dim=1)
+    def project_keys(self, keys):
+        """The query-independent term (W_k - W_d) k: [..., L, D] -> [..., L, H]. Pass it to
+        :meth:`forward` to score many queries against the same keys without recomputing it."""
+        _, w_k, w_diff, _ = self.input_layer.weight.split(self.dim, dim=1)
+        return F.linear(keys, w_k - w_diff)
+
+    def forward(self, query, keys, key_projection=None):
+        w_q, _, w_diff, w_prod = self.input_layer.weight.split(self.dim, dim=1)
+        if key_projection is None:
+            key_projection = self.project_keys(keys)                          # [..., L, H]
         query = query.unsqueeze(-2)                                           # [..., 1, D]
         hidden = (
             F.linear(query, w_q + w_diff, self.input_layer.bias)             # [..., 1, H]
-            + F.linear(keys, w_k - w_diff)                                    # [..., L, H]
+            + key_projection
             + F.linear(query * keys, w_prod)                                  # [..., L, H]
         )
         shape = hidden.shape[:-1]                                             # [..., L]
@@ -189,12 +197,15 @@ class FeatureEmbedding(nn.Module):
             return ids.new_zeros((ids.shape[0], 0), dtype=torch.float)
         return torch.cat(parts, dim=-1)
 
-    def forward(self, ids):
-        """ids of any shape -> ids.shape + (output_size,)."""
+    def forward(self, ids, transform=None):
+        """ids of any shape -> ids.shape + (output_size,), or + (its size,) after ``transform``,
+        which is applied once per distinct id (e.g. a linear layer on many repeated items)."""
         distinct, position = torch.unique(ids, return_inverse=True)
+        rows = self.embed_rows(distinct)
+        if transform is not None:
+            rows = transform(rows)
         # index_select: its backward is an index_add, far cheaper on CPU than advanced indexing's
-        rows = self.embed_rows(distinct).index_select(0, position.reshape(-1))
-        return rows.view(*ids.shape, self.output_size)
+        return rows.index_select(0, position.reshape(-1)).view(*ids.shape, rows.shape[-1])
 
     # --- mini-batch aware regularisation (Zhou et al., 2018, section 4.1) ---
 
@@ -221,3 +232,88 @@ class FeatureEmbedding(nn.Module):
             weights = self.embeddings[field].weight[tokens]
             penalty = penalty + (weights.pow(2).sum(-1) / getattr(self, f"occurrences_{field}")[tokens]).sum()
         return penalty
+
+
+class InterestEvolution(nn.Module):
+    r"""DIEN's interest evolving layer (Zhou et al., AAAI 2019, section 4.3) over interest states
+    :math:`h_1..h_T` with attention scores :math:`a_1..a_T` (zero at padded steps).
+
+    One set of GRU parameters (``torch.nn.GRU`` layout: reset r, keep z = 1 - u, candidate n) and
+    :math:`r_t = \sigma(W_r i_t + U_r h'_{t-1} + b_r)`, :math:`u_t = 1 - z_t`,
+    :math:`\tilde h'_t = \tanh(W_n i_t + r_t \circ (U_n h'_{t-1} + b_{hn}) + b_{in})`. ``gru_type``:
+
+    * ``GRU``: :math:`i_t = h_t`, plain GRU; the output is :math:`\sum_t a_t h'_t`.
+    * ``AIGRU``: :math:`i_t = a_t h_t`, plain GRU; the output is :math:`h'_{T}`.
+    * ``AGRU``: :math:`h'_t = (1 - a_t) h'_{t-1} + a_t \tilde h'_t`.
+    * ``AUGRU``: :math:`\tilde u_t = a_t u_t`, :math:`h'_t = (1 - \tilde u_t) \circ h'_{t-1} + \tilde u_t \circ
+      \tilde h'_t` (eq. 7-8), so :math:`a_t = 0` keeps the state. ``augru_variant='authors'`` is the
+      released code instead: the keep gate is scaled, :math:`\tilde z_t = (1 - a_t) z_t`,
+      :math:`h'_t = \tilde z_t h'_{t-1} + (1 - \tilde z_t) \tilde h'_t`, which at :math:`a_t = 0` is a
+      plain GRU step.
+
+    For AGRU/AUGRU the output is the state at the last real step. Sequences are right-padded, and a
+    recurrence never looks ahead, so padded steps cannot affect the real ones and no packing is
+    needed; the input projections of all steps are one matrix product (:meth:`project_inputs`,
+    shareable between candidates), leaving only the hidden-state product and the gates inside the
+    step loop. On CPU this loop is as fast as ``torch.nn.GRU``'s own kernel at these sizes; a
+    hand-written backward (custom autograd function) was measured slower, so autograd does it.
+    """
+
+    GRU_TYPES = ("GRU", "AIGRU", "AGRU", "AUGRU")
+
+    def __init__(self, input_size, hidden_size, gru_type="AUGRU", augru_variant="paper"):
+        super().__init__()
+        if gru_type not in self.GRU_TYPES:
+            raise ValueError(f"gru_type must be one of {', '.join(self.GRU_TYPES)}, not '{gru_type}'")
+        if augru_variant not in ("paper", "authors"):
+            raise ValueError(f"augru_variant must be 'paper' or 'authors', not '{augru_variant}'")
+        self.gru_type, self.augru_variant = gru_type, augru_variant
+        self.hidden_size = hidden_size
+        self.gru = nn.GRU(input_size, hidden_size, batch_first=True)
+
+    @property
+    def projects_inputs(self):
+        """Whether the recurrence input is the interest itself (AGRU, AUGRU), so that its
+        projection W_i h_t + b_i can be computed once per history and shared by candidates."""
+        return self.gru_type in ("AGRU", "AUGRU")
+
+    def project_inputs(self, interests):
+        """[B, L, I] -> [B, L, 3H], the input projections of every step in one matrix product."""
+        return F.linear(interests, self.gru.weight_ih_l0, self.gru.bias_ih_l0)
+
+    def forward(self, interests, attention, lengths, projected=None):
+        """interests [B, L, I], attention [B, L], lengths [B] -> evolved interest [B, H].
+        ``projected``: :meth:`project_inputs` of ``interests``, if already computed (AGRU, AUGRU)."""
+        if self.gru_type == "GRU":
+            states, _ = self.gru(interests)
+            attention = attention * sequence_mask(lengths, attention.shape[-1])
+            return torch.matmul(attention.unsqueeze(-2), states).squeeze(-2)
+        if self.gru_type == "AIGRU":
+            states, _ = self.gru(interests * attention.unsqueeze(-1))
+        else:
+            projected = self.project_inputs(interests) if projected is None else projected
+            states = self._attentional_states(projected, attention)
+        last = (lengths - 1).clamp(min=0)
+        final = states.gather(1, last.view(-1, 1, 1).expand(-1, 1, states.shape[-1])).squeeze(1)
+        return final * (lengths > 0).unsqueeze(-1)  # an empty history keeps the zero initial state
+
+    def _attentional_states(self, projected, attention):
+        """AGRU / AUGRU states [B, L, H] from the input projections [B, L, 3H]."""
+        sizes = [2 * self.hidden_size, self.hidden_size]
+        state = projected.new_zeros(projected.shape[0], self.hidden_size)
+        states = []
+        # unbind once: indexing step t inside the loop would cost a full-size gradient per step
+        for x, a in zip(projected.unbind(1), attention.unsqueeze(-1).unbind(1)):
+            x_rz, x_n = x.split(sizes, dim=-1)
+            h_rz, h_n = F.linear(state, self.gru.weight_hh_l0, self.gru.bias_hh_l0).split(sizes, dim=-1)
+            reset, keep = torch.sigmoid(x_rz + h_rz).chunk(2, dim=-1)
+            candidate = torch.tanh(x_n + reset * h_n)
+            if self.gru_type == "AGRU":
+                update = a
+            elif self.augru_variant == "paper":
+                update = a * (1 - keep)
+            else:
+                update = 1 - (1 - a) * keep
+            state = state + update * (candidate - state)
+            states.append(state)
+        return torch.stack(states, dim=1)

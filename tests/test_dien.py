@@ -1,0 +1,219 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole_dien.data.dataset import sample_negative_sequences
+from recbole_dien.model.dien import DIEN
+from recbole_dien.model.layers import InterestEvolution
+from tests.conftest import first_batch
+
+
+# --- interest evolving layer vs a slow, obviously correct reference ------------------------------
+
+def reference_evolution(layer, inputs, attention, lengths):
+    """The paper's equations one sequence and one step at a time, with named weight blocks."""
+    H = layer.hidden_size
+    W_r, W_z, W_n = layer.gru.weight_ih_l0.split(H)
+    U_r, U_z, U_n = layer.gru.weight_hh_l0.split(H)
+    bi_r, bi_z, bi_n = layer.gru.bias_ih_l0.split(H)
+    bh_r, bh_z, bh_n = layer.gru.bias_hh_l0.split(H)
+    outputs = []
+    for b in range(inputs.shape[0]):
+        h = torch.zeros(H, dtype=inputs.dtype)
+        states = []
+        for t in range(int(lengths[b])):
+            a = attention[b, t]
+            i = inputs[b, t] * a if layer.gru_type == "AIGRU" else inputs[b, t]
+            r = torch.sigmoid(W_r @ i + bi_r + U_r @ h + bh_r)
+            u = 1 - torch.sigmoid(W_z @ i + bi_z + U_z @ h + bh_z)   # update gate of the paper
+            h_tilde = torch.tanh(W_n @ i + bi_n + r * (U_n @ h + bh_n))
+            if layer.gru_type in ("GRU", "AIGRU"):
+                h = (1 - u) * h + u * h_tilde
+            elif layer.gru_type == "AGRU":
+                h = (1 - a) * h + a * h_tilde
+            elif layer.augru_variant == "paper":
+                u_att = a * u
+                h = (1 - u_att) * h + u_att * h_tilde
+            else:  # authors' code: keep gate (1 - u) scaled by (1 - a)
+                keep = (1 - a) * (1 - u)
+                h = keep * h + (1 - keep) * h_tilde
+            states.append(h)
+        if layer.gru_type == "GRU":
+            outputs.append(sum(attention[b, t] * s for t, s in enumerate(states)))
+        else:
+            outputs.append(states[-1] if states else torch.zeros(H, dtype=inputs.dtype))
+    return torch.stack(outputs)
+
+
+CASES = [("GRU", "paper"), ("AIGRU", "paper"), ("AGRU", "paper"), ("AUGRU", "paper"), ("AUGRU", "authors")]
+
+
+@pytest.mark.parametrize("gru_type,variant", CASES)
+def test_evolution_matches_reference_forward_and_backward(gru_type, variant, seeded):
+    layer = InterestEvolution(5, 4, gru_type, variant).double()
+    inputs = torch.randn(3, 6, 5, dtype=torch.double, requires_grad=True)
+    lengths = torch.tensor([6, 2, 4])
+    mask = torch.arange(6) < lengths.unsqueeze(-1)
+    attention = (torch.rand(3, 6, dtype=torch.double) * mask).requires_grad_()
+
+    fast = layer(inputs, attention, lengths)
+    fast_grads = torch.autograd.grad(fast.pow(2).sum(), [inputs, attention, *layer.parameters()])
+    slow = reference_evolution(layer, inputs, attention, lengths)
+    slow_grads = torch.autograd.grad(slow.pow(2).sum(), [inputs, attention, *layer.parameters()])
+
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12)
+    for got, want in zip(fast_grads, slow_grads):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+
+
+def test_augru_with_zero_attention_keeps_the_initial_state(seeded):
+    layer = InterestEvolution(5, 4, "AUGRU")
+    out = layer(torch.randn(3, 6, 5), torch.zeros(3, 6), torch.tensor([6, 3, 1]))
+    assert torch.equal(out, torch.zeros(3, 4))
+
+
+def test_authors_augru_with_zero_attention_is_a_plain_gru(seeded):
+    layer = InterestEvolution(5, 4, "AUGRU", "authors")
+    inputs = torch.randn(3, 6, 5)
+    _, final = layer.gru(inputs)
+    torch.testing.assert_close(layer(inputs, torch.zeros(3, 6), torch.full((3,), 6)), final[0])
+
+
+def test_unknown_gru_type_is_rejected():
+    with pytest.raises(ValueError, match="gru_type must be one of"):
+        InterestEvolution(4, 4, "LSTM")
+
+
+# --- negative behaviour sequences --------------------------------------------------------------
+
+def test_negatives_avoid_the_positive_and_the_visible_history(seeded):
+    item_seq = torch.randint(1, 8, (500, 6))
+    lengths = torch.randint(1, 7, (500,))
+    item_seq = item_seq * (torch.arange(6) < lengths.unsqueeze(-1))
+    negatives = sample_negative_sequences(item_seq, lengths, n_items=12, exclude="history")
+    real = torch.arange(6) < lengths.unsqueeze(-1)
+    assert torch.all((negatives > 0) == real)
+    for r in range(500):
+        for k in range(int(lengths[r])):
+            assert negatives[r, k] not in item_seq[r, :k + 1].tolist()
+
+
+def test_positive_only_exclusion_may_reuse_history_items(seeded):
+    item_seq = torch.tensor([[1, 2, 3, 4, 5, 6]] * 400)
+    lengths = torch.full((400,), 6)
+    negatives = sample_negative_sequences(item_seq, lengths, n_items=8, exclude="positive")
+    assert torch.all(negatives != item_seq)
+    assert (negatives[:, 5:] < 6).any()  # earlier history items are allowed under 'positive'
+
+
+@pytest.fixture
+def dien_setup(tiny_pipeline):
+    def build(**overrides):
+        config, train_data, valid_data, test_data = tiny_pipeline("DIEN", **overrides)
+        torch.manual_seed(0)
+        model = DIEN(config, train_data._dataset)
+        return model, train_data, first_batch(train_data)
+    return build
+
+
+def test_dataset_negatives_are_aligned_and_never_the_positive(dien_setup):
+    model, train_data, _ = dien_setup()
+    rows = train_data._dataset.inter_feat
+    item_seq, negatives = rows[model.ITEM_SEQ], rows[model.NEG_ITEM_SEQ]
+    real = torch.arange(item_seq.shape[1]) < rows[model.ITEM_SEQ_LEN].unsqueeze(-1)
+    assert torch.all((negatives > 0) == real)
+    assert not torch.any((negatives == item_seq) & real)
+    for r in range(len(rows)):
+        for k in range(int(rows[model.ITEM_SEQ_LEN][r])):
+            assert negatives[r, k] not in item_seq[r, :k + 1].tolist()
+
+
+def test_resampling_draws_new_negatives_each_load(dien_setup):
+    model, train_data, _ = dien_setup(neg_resample_each_epoch=True)
+    dataset = train_data._dataset
+    first, second = dataset[torch.arange(40)], dataset[torch.arange(40)]
+    assert not torch.equal(first[model.NEG_ITEM_SEQ], second[model.NEG_ITEM_SEQ])
+    assert torch.equal(first[model.ITEM_SEQ], second[model.ITEM_SEQ])
+
+
+# --- the model ------------------------------------------------------------------------------
+
+def test_shapes_and_probabilities(dien_setup):
+    model, _, batch = dien_setup()
+    model.eval()
+    assert model(batch).shape == (len(batch),)
+    p = model.predict(batch)
+    assert torch.all((p > 0) & (p < 1))
+
+
+@pytest.mark.parametrize("gru_type", InterestEvolution.GRU_TYPES)
+def test_padding_changes_neither_scores_nor_auxiliary_loss(dien_setup, gru_type):
+    model, _, batch = dien_setup(gru_type=gru_type)
+    model.eval()
+    seq, neg = batch[model.ITEM_SEQ].clone(), batch[model.NEG_ITEM_SEQ].clone()
+    padded = torch.arange(seq.shape[1]) >= batch[model.ITEM_SEQ_LEN].unsqueeze(-1)
+    assert padded.any()
+    scores, aux = model.predict(batch), model.auxiliary_loss(batch, model.extract_interests(batch))
+    batch[model.ITEM_SEQ] = torch.where(padded, torch.randint_like(seq, 1, model.n_items), seq)
+    batch[model.NEG_ITEM_SEQ] = torch.where(padded, torch.randint_like(neg, 1, model.n_items), neg)
+    torch.testing.assert_close(model.predict(batch), scores)
+    torch.testing.assert_close(model.auxiliary_loss(batch, model.extract_interests(batch)), aux)
+
+
+def test_auxiliary_loss_equals_hand_computation(dien_setup):
+    model, _, batch = dien_setup()
+    model.eval()
+    rows = batch[:3]
+    aux = model.auxiliary_loss(rows, model.extract_interests(rows))
+    terms = []
+    for r in range(3):
+        length = int(rows[model.ITEM_SEQ_LEN][r])
+        history = model.item_embedding(rows[model.ITEM_SEQ][r, :length])
+        states, _ = model.interest_extractor(history.unsqueeze(0))
+        for t in range(length - 1):
+            positive = model.item_embedding(rows[model.ITEM_SEQ][r, t + 1])
+            negative = model.item_embedding(rows[model.NEG_ITEM_SEQ][r, t + 1])
+            def auxiliary(item):
+                return torch.sigmoid(model.auxiliary_net(model.auxiliary_input(torch.cat([states[0, t], item]))[None]))
+            p_click, p_neg = auxiliary(positive), auxiliary(negative)
+            terms.append(-(torch.log(p_click) + torch.log(1 - p_neg)).squeeze())
+    torch.testing.assert_close(aux, torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_auxiliary_loss_counts_each_history_once(dien_setup):
+    model, _, batch = dien_setup()
+    model.eval()
+    # RecBole's point-wise batch holds every history twice (positive and sampled-negative rows)
+    half = len(batch) // 2
+    assert torch.equal(batch[model.ITEM_SEQ][:half], batch[model.ITEM_SEQ][half:])
+    once = batch[:half]
+    torch.testing.assert_close(model.auxiliary_loss(batch, model.extract_interests(batch)),
+                               model.auxiliary_loss(once, model.extract_interests(once)))
+    assert len(model.extract_interests(batch)["rows"]) == half
+
+
+def test_full_sort_predict_equals_predict_item_by_item(dien_setup):
+    model, _, batch = dien_setup(full_sort_chunk_elements=20000)
+    model.eval()
+    users = batch[:4]
+    full = model.full_sort_predict(users)
+    assert full.shape == (4, model.n_items)
+    for item in range(1, model.n_items):
+        users[model.ITEM_ID] = torch.full((4,), item)
+        torch.testing.assert_close(full[:, item], model.predict(users), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("history_sum_features", [False, True])
+def test_gradients_reach_every_parameter(dien_setup, history_sum_features):
+    model, _, batch = dien_setup(history_sum_features=history_sum_features, gru_hidden_size=20)
+    model.train()
+    model.calculate_loss(batch).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_missing_negative_sequences_are_a_clear_error(dien_setup):
+    model, _, batch = dien_setup()
+    del batch.interaction[model.NEG_ITEM_SEQ]
+    with pytest.raises(KeyError, match="recbole_dien.create_dataset"):
+        model.calculate_loss(batch)
