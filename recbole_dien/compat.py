@@ -13,8 +13,8 @@ Importing :mod:`recbole_dien` applies them; nothing in site-packages is edited.
 * **Anomaly detection.** ``recbole/model/sequential_recommender/sine.py`` calls
   ``torch.autograd.set_detect_anomaly(True)`` at import, and the package imports it for any
   sequential model (RecBole's own DIN and DIEN included): every backward pass then runs with NaN
-  checks on each op, about twice as slow. The model packages are imported once here and the
-  previous setting restored.
+  checks on each op, about twice as slow. The model packages are imported once here and anomaly
+  detection switched off again.
 * **Deprecation noise.** pandas 2.2 warns on every ``Dataset`` build about RecBole's chained
   in-place ``fillna`` and ``Series.agg(len)``, torch about RecBole's ``torch.cuda.amp.GradScaler``;
   the calls still behave as RecBole means under the pinned pandas < 2.3, so those warnings are silenced.
@@ -65,13 +65,13 @@ def _classes_defined_in(module_name):
 
 
 def _import_recbole_models():
-    """Import RecBole's model packages without letting sine.py switch anomaly detection on;
-    return every model class they define."""
+    """Import RecBole's model packages, undo sine.py's anomaly detection, and return every model
+    class they define."""
     from recbole.model.abstract_recommender import AbstractRecommender
 
-    detect_anomaly = torch.is_anomaly_enabled()
     modules = [importlib.import_module(package) for package in _RECBOLE_MODEL_PACKAGES]
-    torch.autograd.set_detect_anomaly(detect_anomaly)
+    # off even if sine.py ran before this import; enable it after importing recbole_dien to debug
+    torch.autograd.set_detect_anomaly(False)
     classes = []
     for module in modules:
         classes += [

@@ -217,3 +217,24 @@ def test_missing_negative_sequences_are_a_clear_error(dien_setup):
     del batch.interaction[model.NEG_ITEM_SEQ]
     with pytest.raises(KeyError, match="recbole_dien.create_dataset"):
         model.calculate_loss(batch)
+
+
+def test_auxiliary_loss_is_zero_not_nan_without_any_pair(dien_setup):
+    model, _, batch = dien_setup()
+    short = batch[batch[model.ITEM_SEQ_LEN] == 1]
+    assert len(short) > 0
+    loss = model.calculate_loss(short)
+    assert torch.isfinite(loss)
+    assert model.auxiliary_loss(short, model.extract_interests(short)) == 0
+
+
+def test_negatives_are_resampled_for_training_only(tiny_pipeline):
+    config, train_data, valid_data, test_data = tiny_pipeline("DIEN", neg_resample_each_epoch=True)
+    assert train_data._dataset.resample_each_epoch
+    assert not valid_data._dataset.resample_each_epoch and not test_data._dataset.resample_each_epoch
+
+
+def test_unnormalised_attention_is_squashed_before_steering_the_gru(dien_setup):
+    model, _, batch = dien_setup(attention_softmax=False)
+    model.eval()
+    assert torch.all((model.predict(batch) > 0) & (model.predict(batch) < 1))

@@ -137,3 +137,14 @@ def test_linear_split_is_a_view_of_one_parameter():
     # the activation unit keeps the paper's single Linear(4D, H): one weight, split only in forward
     unit = ActivationUnit(5, (3,))
     assert isinstance(unit.input_layer, nn.Linear) and unit.input_layer.weight.shape == (3, 20)
+
+
+def test_token_seq_pooling_ignores_the_padding_row_whatever_its_weights(tiny_dataset):
+    # a model's weight init (xavier on every nn.Embedding) overwrites the zero padding row
+    embedding = FeatureEmbedding(tiny_dataset, "item", 4)
+    nn.init.constant_(embedding.embeddings["genre"].weight, 3.0)
+    genre_table = tiny_dataset.get_item_feature()["genre"]
+    genre_counts = (genre_table != 0).sum(1)
+    item = int(torch.nonzero((genre_counts > 0) & (genre_counts < genre_table.shape[1]))[0])  # some padding
+    genres = embedding.embed_rows(torch.tensor([item]))[0, 8:12]
+    torch.testing.assert_close(genres, torch.full((4,), 3.0))

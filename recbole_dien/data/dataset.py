@@ -1,5 +1,7 @@
 """The plugin's own ``<Model>Dataset`` classes; :func:`recbole_dien.data.create_dataset` prefers
 them over RecBole's for the plugin's models."""
+import itertools
+
 import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
@@ -10,13 +12,18 @@ from recbole_dien.model.layers import sequence_mask
 NEGATIVE_EXCLUSIONS = ("history", "positive")
 
 
-def sample_negative_sequences(item_seq, lengths, n_items, exclude="history", generator=None, chunk_rows=8192):
+def sample_negative_sequences(item_seq, lengths, n_items, exclude="history", generator=None, chunk_rows=8192,
+                              max_rounds=100):
     """One negative item per real position of each behaviour sequence: [R, L] (0 at padding).
 
     The negative at step k is never the positive ``item_seq[r, k]``; with ``exclude='history'`` it
     is also none of the behaviours the row shows up to that step, ``item_seq[r, :k+1]``. Items are
-    drawn uniformly from 1..n_items-1 and redrawn where they break the rule (vectorised).
+    drawn uniformly from 1..n_items-1 and redrawn where they break the rule (vectorised). Where a
+    history covers nearly the whole catalogue, after ``max_rounds`` draws only the positive is
+    excluded.
     """
+    if n_items < 3:
+        raise ValueError("negative sampling needs at least two items besides the padding id")
     if exclude not in NEGATIVE_EXCLUSIONS:
         raise ValueError(f"negative exclusion must be one of {', '.join(NEGATIVE_EXCLUSIONS)}, not '{exclude}'")
     negatives = torch.zeros_like(item_seq)
@@ -28,9 +35,11 @@ def sample_negative_sequences(item_seq, lengths, n_items, exclude="history", gen
             visible = torch.ones(seq.shape[1], seq.shape[1], dtype=torch.bool, device=seq.device).tril()
         chunk = torch.zeros_like(seq)
         pending = real.clone()
-        while pending.any():
+        for round_ in itertools.count():
+            if not pending.any():
+                break
             draw = torch.randint(1, n_items, seq.shape, generator=generator, device=seq.device)
-            if exclude == "history":
+            if exclude == "history" and round_ < max_rounds:
                 clash = ((draw.unsqueeze(-1) == seq.unsqueeze(-2)) & visible).any(-1)
             else:
                 clash = draw == seq
@@ -47,8 +56,8 @@ class DIENDataset(SequentialDataset):
     at step k and, by default, none of the row's behaviours up to step k).
 
     Settings: ``neg_exclude`` (``history`` | ``positive``); ``neg_resample_each_epoch`` (draw fresh
-    negatives whenever a row is loaded, so every epoch sees new ones; otherwise they are drawn once,
-    from ``seed``, and fixed).
+    negatives whenever a training row is loaded, so every epoch sees new ones; otherwise they are
+    drawn once, from ``seed``, and fixed).
 
     RecBole's own ``DIENDataset`` draws one negative per interaction in file order and indexes the
     draws after sorting by (user, time), so a negative can equal its positive; this class samples
@@ -73,6 +82,12 @@ class DIENDataset(SequentialDataset):
     def _sample(self, rows, generator=None):
         return sample_negative_sequences(rows[self.item_id_list_field], rows[self.item_list_length_field],
                                          self.item_num, self.neg_exclude, generator)
+
+    def build(self):
+        datasets = super().build()
+        for evaluation_split in datasets[1:]:  # negatives only feed the training loss
+            evaluation_split.resample_each_epoch = False
+        return datasets
 
     def __getitem__(self, index, join=True):
         rows = super().__getitem__(index, join)

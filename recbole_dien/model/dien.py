@@ -17,8 +17,11 @@ auxiliary loss (eq. 6) on the behaviour that follows each state and a negative b
               + \log\big(1 - \sigma(h^i_t, \hat e^i_{t+1})\big)\Big]
 
 with :math:`\sigma(h, e)` a small MLP (default 100-50, sigmoid) on :math:`[h, e]` and N the number
-of real (t, t+1) pairs. Each history counts once, although RecBole's point-wise training repeats it
-in a positive and in sampled-negative rows.
+of real (t, t+1) pairs - the paper writes N for the number of sequences; averaging over the pairs
+makes the loss independent of history length, as in the authors' code (which, unlike this, also
+counts padded steps). Each history counts once, although RecBole's point-wise training repeats it
+in a positive and in sampled-negative rows. The authors' auxiliary net starts with a BatchNorm; it
+is left out here, so that padded steps and the batch mix cannot affect the loss.
 
 Interest evolving layer (section 4.3): attention of the candidate on each interest state,
 :math:`a_t = \mathrm{softmax}_t(\mathrm{MLP}([e_a, h_t, e_a - h_t, e_a \odot h_t]))` over the real steps, then
@@ -126,6 +129,8 @@ class DIEN(SequentialRecommender):
             raise KeyError(f"DIEN's auxiliary loss needs '{self.NEG_ITEM_SEQ}' in the batch: create the dataset "
                            "with recbole_dien.create_dataset (or set alpha=0)")
         pairs = interests["mask"][:, 1:]                                           # step t+1 is real
+        if not pairs.any():  # only one-behaviour histories: nothing to predict
+            return interests["states"].sum() * 0
         hidden = interests["states"].shape[-1]
         w_state, w_item = self.auxiliary_input.weight.split([hidden, self.auxiliary_input.in_features - hidden], 1)
         state_term = F.linear(interests["states"][:, :-1][pairs], w_state, self.auxiliary_input.bias)  # [N, A]
@@ -150,7 +155,8 @@ class DIEN(SequentialRecommender):
 
         states, mask, lengths = take(interests["states"]), take(interests["mask"]), take(interests["lengths"])
         scores = self.attention(self.query_projection(target), states, take(interests["attention_keys"]))  # [R, L]
-        attention = masked_softmax(scores, mask) if self.attention_softmax else scores * mask
+        # without softmax the scores still steer gates, so they are squashed into (0, 1)
+        attention = masked_softmax(scores, mask) if self.attention_softmax else torch.sigmoid(scores) * mask
         evolved = self.interest_evolution(states, attention, lengths, take(interests["evolution_inputs"]))  # [R, H]
         features = [evolved, target, take(interests["profile"])]
         if self.history_sum_features:
@@ -183,11 +189,12 @@ class DIEN(SequentialRecommender):
         all_items = self.item_embedding(torch.arange(self.n_items, device=interests["states"].device))
         widest = max(3 * hidden, self.attention.input_layer.out_features)           # per (pair, step)
         chunk = max(1, self.full_sort_chunk_elements // (length * widest))
-        # every (user, item) pair, users outer: pair p is user p // n_items, item p % n_items
-        user_of_pair = interests["inverse"].repeat_interleave(self.n_items)
-        item_of_pair = torch.arange(self.n_items, device=user_of_pair.device).repeat(batch)
-        logits = [self.score(interests, all_items[items], users)
-                  for users, items in zip(user_of_pair.split(chunk), item_of_pair.split(chunk))]
+        logits = []
+        for start in range(0, batch * self.n_items, chunk):
+            # pair p is (user p // n_items, item p % n_items)
+            pairs = torch.arange(start, min(start + chunk, batch * self.n_items), device=all_items.device)
+            users = interests["inverse"][pairs // self.n_items]
+            logits.append(self.score(interests, all_items[pairs % self.n_items], users))
         return torch.sigmoid(torch.cat(logits)).view(batch, self.n_items)
 
 

@@ -187,7 +187,8 @@ class FeatureEmbedding(nn.Module):
                 pooled = vectors.masked_fill(~present, float("-inf")).max(dim=1).values
                 pooled = pooled.masked_fill(~present.any(dim=1), 0.0)
             else:
-                pooled = vectors.sum(dim=1)  # padding rows are zero (padding_idx=0)
+                # mask explicitly: a model's weight init may overwrite the padding row
+                pooled = (vectors * present).sum(dim=1)
                 if self.pooling == "mean":
                     pooled = pooled / present.sum(dim=1).clamp(min=1)
             parts.append(pooled)
