@@ -8,9 +8,9 @@ compat.apply()
 
 from recbole_dien.config import Config  # noqa: E402
 from recbole_dien.data import create_dataset  # noqa: E402
-from recbole_dien.model import DIEN, DIN  # noqa: E402
+from recbole_dien.model import DIEN, DIN, DSIN  # noqa: E402
 from recbole_dien.quick_start import load_data_and_model, run  # noqa: E402
 from recbole_dien.utils import get_model  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Config", "DIEN", "DIN", "create_dataset", "get_model", "load_data_and_model", "run"]
+__all__ = ["Config", "DIEN", "DIN", "DSIN", "create_dataset", "get_model", "load_data_and_model", "run"]

@@ -10,6 +10,7 @@ from recbole_dien.errors import UnknownModelError
 PLUGIN_MODELS = {
     "DIN": "recbole_dien.model.din",
     "DIEN": "recbole_dien.model.dien",
+    "DSIN": "recbole_dien.model.dsin",
 }
 # Spelling that always reaches RecBole's own class, e.g. ``recbole.DIN`` for the built-in DIN.
 RECBOLE_PREFIX = "recbole."

@@ -1,0 +1,239 @@
+r"""DSIN - Deep Session Interest Network (DSIN-BE).
+
+Reference:
+    Yufei Feng, Fuyu Lv, Weichen Shen, Menghan Wang, Fei Sun, Yu Zhu, Keping Yang.
+    "Deep Session Interest Network for Click-Through Rate Prediction." IJCAI 2019 (arXiv:1905.06482).
+
+Session division (section 4.1): a user's behaviours are cut into sessions where two adjacent
+behaviours are more than ``session_gap`` seconds apart; the K most recent sessions are kept, each
+with its T most recent behaviours: :math:`Q \in R^{K \times T \times d}`.
+
+Bias encoding (eq. 1): :math:`BE_{(k,t,c)} = w^K_k + w^T_t + w^C_c`, added to the behaviour
+embeddings, :math:`Q = Q + BE`. Here k counts sessions back from the most recent one (k = 0), so
+the same k means the same recency for every user, and t is the position inside the session.
+
+Session interest extractor (eq. 2-5): one Transformer layer - multi-head self-attention and a
+feed-forward network, each with a residual connection and layer normalisation - shared by all
+sessions; padded positions are excluded from the attention and from the average pooling
+:math:`I_k = \mathrm{Avg}(\mathrm{FFN}(\mathrm{MHA}(Q_k)))`. Empty sessions are never run through it.
+
+Session interest interacting layer (eq. 6-9): a Bi-LSTM over the real sessions (packed by each
+user's session count), :math:`H_k = \overrightarrow{h_k} \oplus \overleftarrow{h_k}`.
+
+Activation units (eq. 10-11), with the candidate's embedding :math:`X^I`:
+:math:`a^I_k = \mathrm{softmax}_k(I_k W^I X^I)`, :math:`U^I = \sum_k a^I_k I_k`, and
+:math:`a^H_k = \mathrm{softmax}_k(H_k W^H X^I)`, :math:`U^H = \sum_k a^H_k H_k`, over the real sessions.
+
+Prediction: :math:`\hat y = \sigma(\mathrm{MLP}_{Dice}([p_U, X^I, U^I, U^H]))` with BCE loss.
+
+Sessions are computed in the model from the timestamp list RecBole stores beside the item list,
+with tensor operations on the whole batch: no dataset class of its own is needed, any RecBole
+sequential dataset with its time field loaded works, and changing ``session_gap``, K or T needs no
+rebuilt data.
+"""
+import torch
+import torch.nn as nn
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+from recbole_dien import compat
+from recbole_dien.errors import DatasetError
+from recbole_dien.model.layers import MLP, ActivationUnit, FeatureEmbedding, masked_softmax, sequence_mask
+from recbole_dien.resources import model_hyperparameters
+
+
+def split_sessions(timestamps, lengths, session_gap, max_sessions, max_session_length):
+    """Place each behaviour of a right-padded history into a session grid.
+
+    timestamps [B, L] (ascending over the first ``lengths[b]`` positions) -> a dict of
+    ``slot`` [B, L] (session slot 0..K-1, oldest kept session first, -1 where dropped or padded),
+    ``position`` [B, L] (0..T-1 inside the session), ``recency`` [B, K] (0 = most recent session,
+    -1 for an empty slot) and ``count`` [B] (sessions kept).
+    """
+    batch, length = timestamps.shape
+    real = sequence_mask(lengths, length)
+    index = torch.arange(length, device=timestamps.device).expand(batch, length)
+    gap = torch.diff(timestamps, dim=1) > session_gap                               # [B, L-1]
+    starts = torch.cat([torch.ones_like(gap[:, :1]), gap], dim=1) & real           # a session starts here
+    session = torch.cumsum(starts, dim=1) - 1                                      # chronological id
+    total = starts.sum(dim=1)                                                      # sessions per user
+    # last position of each behaviour's session: one before the next start (or the last real one)
+    next_start = torch.where(starts, index, torch.full_like(index, length))
+    next_start = torch.cat([next_start[:, 1:], torch.full_like(index[:, :1], length)], dim=1)
+    next_start = torch.flip(torch.cummin(torch.flip(next_start, [1]), dim=1).values, [1])
+    end = torch.minimum(next_start, lengths.unsqueeze(-1)) - 1
+    start = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
+
+    count = total.clamp(max=max_sessions)
+    slot = session - (total - count).unsqueeze(-1)                                 # oldest kept = 0
+    kept_start = torch.maximum(start, end - max_session_length + 1)
+    keep = real & (slot >= 0) & (index >= kept_start)
+    slots = torch.arange(max_sessions, device=timestamps.device)
+    recency = torch.where(slots < count.unsqueeze(-1), count.unsqueeze(-1) - 1 - slots, -1)
+    return {"slot": torch.where(keep, slot, -1), "position": torch.where(keep, index - kept_start, 0),
+            "recency": recency, "count": count}
+
+
+class DSIN(SequentialRecommender):
+    """Deep Session Interest Network (Feng et al., IJCAI 2019), DSIN-BE. Knobs: ``props/DSIN.yaml``."""
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        hp = model_hyperparameters(config, "DSIN")
+        self.LABEL_FIELD = config["LABEL_FIELD"]
+        time_field = config["TIME_FIELD"]
+        self.TIME_SEQ = f"{time_field}{config['LIST_SUFFIX']}"
+        if time_field is None or self.TIME_SEQ not in dataset.field2type:
+            raise DatasetError(
+                f"DSIN splits behaviours into sessions by time, but the dataset has no '{self.TIME_SEQ}': "
+                f"load the time column (TIME_FIELD='{time_field}') in load_col['inter']"
+            )
+        self.session_gap = hp["session_gap"]
+        self.max_sessions = hp["max_sessions"]
+        self.max_session_length = hp["max_session_length"]
+        self.attention_type = hp["session_attention"]
+        self.bilstm_merge = hp["bilstm_merge"]
+        self.full_sort_chunk_elements = hp["full_sort_chunk_elements"]
+
+        self.item_embedding = FeatureEmbedding(dataset, "item", hp["embedding_size"],
+                                               token_seq_pooling=hp["pooling_mode"])
+        self.user_embedding = FeatureEmbedding(dataset, "user", hp["embedding_size"],
+                                               include_id=hp["user_id_feature"],
+                                               token_seq_pooling=hp["pooling_mode"])
+        dim, user_size = self.item_embedding.output_size, self.user_embedding.output_size
+        if dim % hp["num_heads"]:
+            raise ValueError(f"num_heads={hp['num_heads']} must divide the behaviour embedding width {dim}")
+
+        # bias encoding: w^K (session), w^T (position) and w^C (embedding unit)
+        self.session_bias = nn.Parameter(torch.zeros(self.max_sessions, 1, 1))        # w^K: [K, 1, 1]
+        self.position_bias = nn.Parameter(torch.zeros(self.max_session_length, 1))    # w^T: [T, 1]
+        self.unit_bias = nn.Parameter(torch.zeros(dim))                               # w^C: [D]
+        self.session_extractor = nn.TransformerEncoderLayer(
+            dim, hp["num_heads"], hp["feedforward_size"], hp["transformer_dropout"], batch_first=True)
+        self.session_interacting = nn.LSTM(dim, dim, batch_first=True, bidirectional=True)
+        interacting_size = 2 * dim if self.bilstm_merge == "concat" else dim
+        if self.bilstm_merge not in ("concat", "sum"):
+            raise ValueError(f"bilstm_merge must be 'concat' or 'sum', not '{self.bilstm_merge}'")
+
+        if self.attention_type == "bilinear":
+            self.interest_bilinear = nn.Linear(dim, dim, bias=False)                  # W^I
+            self.interacting_bilinear = nn.Linear(dim, interacting_size, bias=False)  # W^H
+        elif self.attention_type == "mlp":
+            self.interest_attention = ActivationUnit(dim, hp["attention_mlp_sizes"], hp["attention_activation"])
+            self.interacting_query = nn.Linear(dim, interacting_size)
+            self.interacting_attention = ActivationUnit(interacting_size, hp["attention_mlp_sizes"],
+                                                        hp["attention_activation"])
+        else:
+            raise ValueError(f"session_attention must be 'bilinear' or 'mlp', not '{self.attention_type}'")
+
+        mlp_sizes = [user_size + 2 * dim + interacting_size] + list(hp["mlp_hidden_size"])
+        self.mlp = MLP(mlp_sizes, hp["mlp_activation"], hp["dropout_prob"], input_batch_norm=hp["mlp_batch_norm"])
+        # numbers per (user, candidate) pair in full_sort_predict's largest intermediate
+        attention_width = self.max_sessions * (hp["attention_mlp_sizes"][0] if self.attention_type == "mlp" else 1)
+        self.pair_width = max(max(mlp_sizes), attention_width)
+        self.prediction = nn.Linear(self.mlp.output_size, 1)
+        self.loss_fct = nn.BCEWithLogitsLoss()
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Embedding, nn.Linear)):
+            nn.init.xavier_normal_(module.weight)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    # --- candidate-independent part -----------------------------------------------------------
+
+    def session_grid(self, interaction):
+        """Items [B, K, T], their mask, the session recency [B, K] and the session mask [B, K]."""
+        item_seq, lengths = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        grid = split_sessions(interaction[self.TIME_SEQ].double(), lengths, self.session_gap,
+                              self.max_sessions, self.max_session_length)
+        batch, K, T = item_seq.shape[0], self.max_sessions, self.max_session_length
+        items = item_seq.new_zeros(batch * K * T)
+        kept = grid["slot"] >= 0
+        rows = torch.arange(batch, device=item_seq.device).unsqueeze(-1).expand_as(item_seq)
+        cells = (rows * K + grid["slot"]) * T + grid["position"]
+        items[cells[kept]] = item_seq[kept]
+        behaviour_mask = torch.zeros(batch * K * T, dtype=torch.bool, device=item_seq.device)
+        behaviour_mask[cells[kept]] = True
+        return (items.view(batch, K, T), behaviour_mask.view(batch, K, T), grid["recency"],
+                grid["recency"] >= 0, grid["count"])
+
+    def session_interests(self, interaction):
+        """Per user: session interests I [B, K, D], interacting states H [B, K, D'], session mask
+        [B, K] and the profile [B, P]."""
+        items, behaviour_mask, recency, session_mask, count = self.session_grid(interaction)
+        embedded = self.item_embedding(items)                                        # [B, K, T, D]
+        # BE(k, t, c) = w^K_k + w^T_t + w^C_c, k = the session's recency
+        embedded = embedded + self.session_bias[recency.clamp(min=0)] + self.position_bias + self.unit_bias
+
+        real_sessions = session_mask.reshape(-1)                                     # [B*K]
+        sessions = embedded.flatten(0, 1)[real_sessions]                             # [S, T, D]
+        masks = behaviour_mask.flatten(0, 1)[real_sessions]                          # [S, T]
+        outputs = self.session_extractor(sessions, src_key_padding_mask=~masks)      # [S, T, D]
+        pooled = (outputs * masks.unsqueeze(-1)).sum(1) / masks.sum(1, keepdim=True)  # [S, D]
+        interests = embedded.new_zeros(session_mask.numel(), embedded.shape[-1])
+        interests[real_sessions] = pooled
+        interests = interests.view(*session_mask.shape, -1)                          # [B, K, D]
+
+        packed = nn.utils.rnn.pack_padded_sequence(interests, count.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        states, _ = self.session_interacting(packed)
+        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=self.max_sessions)
+        if self.bilstm_merge == "sum":
+            states = sum(states.chunk(2, dim=-1))
+        states = states * session_mask.unsqueeze(-1)                                 # [B, K, D']
+        return {"interests": interests, "states": states, "mask": session_mask,
+                "profile": self.user_embedding(interaction[self.USER_ID])}
+
+    # --- candidate-dependent part ---------------------------------------------------------------
+
+    def attention_scores(self, sessions, target):
+        """sessions: output of :meth:`session_interests` with tensors [B, (1,) K, ...];
+        target [(B|1), (N,) D] -> scores over the sessions of the interests and of the states."""
+        interests, states = sessions["interests"], sessions["states"]
+        if self.attention_type == "bilinear":
+            # I_k W^I X and H_k W^H X
+            interest = torch.matmul(interests, self.interest_bilinear(target).unsqueeze(-1)).squeeze(-1)
+            interacting = torch.matmul(states, self.interacting_bilinear(target).unsqueeze(-1)).squeeze(-1)
+            return interest, interacting
+        return (self.interest_attention(target, interests),
+                self.interacting_attention(self.interacting_query(target), states))
+
+    def score(self, sessions, target):
+        mask = sessions["mask"]
+        interest_scores, interacting_scores = self.attention_scores(sessions, target)
+        pooled_interest = torch.matmul(masked_softmax(interest_scores, mask).unsqueeze(-2),
+                                       sessions["interests"]).squeeze(-2)
+        pooled_states = torch.matmul(masked_softmax(interacting_scores, mask).unsqueeze(-2),
+                                     sessions["states"]).squeeze(-2)
+        shape = pooled_interest.shape[:-1]
+        features = torch.cat([sessions["profile"].expand(*shape, -1), target.expand(*shape, -1),
+                              pooled_interest, pooled_states], dim=-1)
+        return self.prediction(self.mlp(features)).squeeze(-1)
+
+    def forward(self, interaction):
+        sessions = self.session_interests(interaction)
+        return self.score(sessions, self.item_embedding(interaction[self.ITEM_ID]))
+
+    def calculate_loss(self, interaction):
+        return self.loss_fct(self.forward(interaction), interaction[self.LABEL_FIELD])
+
+    def predict(self, interaction):
+        return torch.sigmoid(self.forward(interaction))
+
+    def full_sort_predict(self, interaction):
+        """Click probabilities of every item for each user: [B, n_items]; sessions, Transformer and
+        Bi-LSTM run once per user, candidates are scored in memory-bounded chunks."""
+        sessions = self.session_interests(interaction)
+        per_user = {key: value.unsqueeze(1) for key, value in sessions.items()}     # [B, 1, ...]
+        all_items = self.item_embedding(torch.arange(self.n_items, device=sessions["mask"].device))
+        chunk = max(1, self.full_sort_chunk_elements // (len(sessions["mask"]) * self.pair_width))
+        scores = [self.score(per_user, candidates.unsqueeze(0)) for candidates in all_items.split(chunk)]
+        return torch.sigmoid(torch.cat(scores, dim=1))
+
+
+compat.allow_in_checkpoints(DSIN)

@@ -1,0 +1,141 @@
+import pytest
+import torch
+
+from recbole_dien.errors import DatasetError
+from recbole_dien.model.dsin import DSIN, split_sessions
+from tests.conftest import first_batch
+
+
+def grid(times, length=None, gap=10, K=5, T=10):
+    times = torch.tensor([times], dtype=torch.double)
+    lengths = torch.tensor([length if length is not None else times.shape[1]])
+    result = split_sessions(times, lengths, gap, K, T)
+    return {key: value[0].tolist() for key, value in result.items()}
+
+
+def test_sessions_split_where_the_gap_exceeds_session_gap():
+    g = grid([0, 5, 15, 100, 104, 300])
+    # gaps: 5, 10 (not > 10), 85, 4, 196 -> sessions {0,5,15} {100,104} {300}
+    assert g["slot"] == [0, 0, 0, 1, 1, 2]
+    assert g["position"] == [0, 1, 2, 0, 1, 0]
+    assert g["count"] == 3
+    assert g["recency"] == [2, 1, 0, -1, -1]
+
+
+def test_equal_timestamps_stay_in_one_session():
+    g = grid([7, 7, 7, 7])
+    assert g["slot"] == [0, 0, 0, 0] and g["position"] == [0, 1, 2, 3] and g["count"] == 1
+
+
+def test_only_the_most_recent_K_sessions_and_T_behaviours_are_kept():
+    g = grid([0, 100, 200, 201, 202, 203, 300], K=2, T=3)
+    # sessions {0} {100} {200..203} {300}: keep the last two; of {200..203} its last three
+    assert g["slot"] == [-1, -1, -1, 0, 0, 0, 1]
+    assert g["position"][3:] == [0, 1, 2, 0]
+    assert g["count"] == 2 and g["recency"] == [1, 0]
+
+
+def test_one_behaviour_and_padding():
+    g = grid([50, 0, 0], length=1)
+    assert g["slot"] == [0, -1, -1] and g["count"] == 1 and g["recency"][:2] == [0, -1]
+
+
+def test_empty_history_has_no_session():
+    g = grid([0, 0], length=0)
+    assert g["slot"] == [-1, -1] and g["count"] == 0 and set(g["recency"]) == {-1}
+
+
+@pytest.fixture
+def dsin_setup(tiny_pipeline):
+    def build(**overrides):
+        config, train_data, valid_data, test_data = tiny_pipeline("DSIN", session_gap=3600, max_sessions=3,
+                                                                  max_session_length=4, **overrides)
+        torch.manual_seed(0)
+        return DSIN(config, train_data._dataset), first_batch(train_data)
+    return build
+
+
+def test_protocol_is_stated_by_the_model_props(tiny_data_path):
+    # RecBole would give an unknown model name full-sort ranking defaults
+    from recbole_dien import Config
+
+    plain = Config("DSIN", "tiny", config_dict={"data_path": tiny_data_path}, cmd_args=[])
+    assert plain["metrics"] == ["AUC", "LogLoss"] and plain["valid_metric"] == "AUC"
+    assert plain["train_neg_sample_args"]["distribution"] == "uniform"
+
+
+def test_session_grid_places_items_with_bias_indices(dsin_setup):
+    model, batch = dsin_setup()
+    items, behaviour_mask, recency, session_mask, count = model.session_grid(batch)
+    assert items.shape == (len(batch), 3, 4)
+    assert torch.equal(items > 0, behaviour_mask)
+    assert torch.equal(session_mask.sum(1), count)
+    # the most recent session has recency 0 and holds the last behaviour of the history
+    row = int(torch.argmax(batch[model.ITEM_SEQ_LEN]))
+    last_item = batch[model.ITEM_SEQ][row, batch[model.ITEM_SEQ_LEN][row] - 1]
+    newest = int((recency[row] == 0).nonzero())
+    assert last_item in items[row, newest].tolist()
+
+
+def test_shapes_and_probabilities(dsin_setup):
+    model, batch = dsin_setup()
+    model.eval()
+    p = model.predict(batch)
+    assert p.shape == (len(batch),) and torch.all((p > 0) & (p < 1))
+
+
+@pytest.mark.parametrize("attention", ["bilinear", "mlp"])
+def test_padding_changes_nothing(dsin_setup, attention):
+    model, batch = dsin_setup(session_attention=attention)
+    model.eval()
+    before = model.predict(batch)
+    seq, times = batch[model.ITEM_SEQ].clone(), batch[model.TIME_SEQ].clone()
+    padded = torch.arange(seq.shape[1]) >= batch[model.ITEM_SEQ_LEN].unsqueeze(-1)
+    assert padded.any()
+    batch[model.ITEM_SEQ] = torch.where(padded, torch.randint_like(seq, 1, model.n_items), seq)
+    batch[model.TIME_SEQ] = torch.where(padded, torch.rand_like(times) * 1e7, times)
+    torch.testing.assert_close(model.predict(batch), before)
+
+
+def test_behaviours_outside_the_kept_sessions_change_nothing(dsin_setup):
+    model, batch = dsin_setup()
+    model.eval()
+    before = model.predict(batch)
+    grid = split_sessions(batch[model.TIME_SEQ].double(), batch[model.ITEM_SEQ_LEN], model.session_gap,
+                          model.max_sessions, model.max_session_length)
+    dropped = (grid["slot"] < 0) & (torch.arange(batch[model.ITEM_SEQ].shape[1]) < batch[model.ITEM_SEQ_LEN][:, None])
+    assert dropped.any(), "the tiny data should overflow K sessions or T behaviours somewhere"
+    seq = batch[model.ITEM_SEQ]
+    batch[model.ITEM_SEQ] = torch.where(dropped, torch.randint_like(seq, 1, model.n_items), seq)
+    torch.testing.assert_close(model.predict(batch), before)
+
+
+def test_full_sort_predict_equals_predict_item_by_item(dsin_setup):
+    model, batch = dsin_setup(full_sort_chunk_elements=3000)
+    model.eval()
+    users = batch[:4]
+    full = model.full_sort_predict(users)
+    assert full.shape == (4, model.n_items)
+    for item in range(1, model.n_items):
+        users[model.ITEM_ID] = torch.full((4,), item)
+        torch.testing.assert_close(full[:, item], model.predict(users), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention,merge", [("bilinear", "concat"), ("mlp", "sum")])
+def test_gradients_reach_every_parameter(dsin_setup, attention, merge):
+    model, batch = dsin_setup(session_attention=attention, bilstm_merge=merge)
+    model.train()
+    model.calculate_loss(batch).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_time_field_not_loaded_is_a_clear_error(tiny_data_path, tmp_path, monkeypatch):
+    from recbole_dien import Config, create_dataset
+
+    monkeypatch.chdir(tmp_path)
+    not_loaded = {"data_path": tiny_data_path, "load_col": {"inter": ["user_id", "item_id"]}}
+    with pytest.raises(DatasetError, match=r"column 'timestamp' \(TIME_FIELD\).*add it to load_col"):
+        create_dataset(Config("DSIN", "tiny", config_dict=not_loaded, cmd_args=[]))
+    with pytest.raises(DatasetError, match="no column 'timestamp' \\(TIME_FIELD\\)"):
+        create_dataset(Config("DSIN", "notime", config_dict={"data_path": tiny_data_path}, cmd_args=[]))
