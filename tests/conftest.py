@@ -58,6 +58,7 @@ def tiny_config_dict(tiny_data_path, tmp_path, monkeypatch):
         },
         "MAX_ITEM_LIST_LENGTH": 8,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "uni20"},
+        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
         "metrics": ["AUC", "LogLoss"],
         "valid_metric": "AUC",
         "epochs": 1,
@@ -95,3 +96,20 @@ def first_batch(loader):
 def seeded():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+def assert_every_parameter_gets_a_gradient(model, batch):
+    model.train()
+    model.calculate_loss(batch).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def assert_full_sort_matches_predict(model, users):
+    """``full_sort_predict`` row u, column i == ``predict`` of user u with candidate i."""
+    model.eval()
+    full = model.full_sort_predict(users)
+    assert full.shape == (len(users), model.n_items)
+    for item in range(1, model.n_items):
+        users[model.ITEM_ID] = torch.full((len(users),), item)
+        torch.testing.assert_close(full[:, item], model.predict(users), rtol=1e-5, atol=1e-6)

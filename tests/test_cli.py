@@ -60,7 +60,7 @@ def test_malformed_override_is_rejected(tmp_path):
     assert done.returncode == 2 and "--key=value" in done.stderr
 
 
-@pytest.mark.parametrize("model", ["DIN", "DIEN"])
+@pytest.mark.parametrize("model", ["DIN", "DIEN", "DSIN"])
 def test_one_epoch_run_prints_valid_and_test_results(tmp_path, tiny_data_path, model):
     done = run_cli(f"--model={model}", "--dataset=tiny", f"--data_path={tiny_data_path}", "--epochs=1",
                    "--MAX_ITEM_LIST_LENGTH=8", "--eval_args={'split':{'LS':'valid_and_test'},'order':'TO','mode':'uni20'}",
@@ -71,9 +71,10 @@ def test_one_epoch_run_prints_valid_and_test_results(tmp_path, tiny_data_path, m
     assert "test result: {'auc':" in done.stdout
 
 
-def test_dien_one_epoch_on_ml_100k(tmp_path):
+@pytest.mark.parametrize("model", ["DIEN", "DSIN"])
+def test_one_epoch_on_ml_100k(tmp_path, model):
     # the README's main job, cut to one epoch: ml-100k from the recbole package, nothing downloaded
-    done = run_cli("--model=DIEN", "--dataset=ml-100k", "--epochs=1", "--show_progress=False", cwd=tmp_path)
+    done = run_cli(f"--model={model}", "--dataset=ml-100k", "--epochs=1", "--show_progress=False", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     test_line = next(line for line in done.stdout.splitlines() if line.startswith("test result:"))
     auc = float(test_line.split("'auc': ")[1].split(",")[0])

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from recbole_dien.data.dataset import sample_negative_sequences
 from recbole_dien.model.dien import DIEN
 from recbole_dien.model.layers import InterestEvolution
-from tests.conftest import first_batch
+from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict, first_batch
 
 
 # --- interest evolving layer vs a slow, obviously correct reference ------------------------------
@@ -194,22 +194,13 @@ def test_auxiliary_loss_counts_each_history_once(dien_setup):
 
 def test_full_sort_predict_equals_predict_item_by_item(dien_setup):
     model, _, batch = dien_setup(full_sort_chunk_elements=20000)
-    model.eval()
-    users = batch[:4]
-    full = model.full_sort_predict(users)
-    assert full.shape == (4, model.n_items)
-    for item in range(1, model.n_items):
-        users[model.ITEM_ID] = torch.full((4,), item)
-        torch.testing.assert_close(full[:, item], model.predict(users), rtol=1e-5, atol=1e-6)
+    assert_full_sort_matches_predict(model, batch[:4])
 
 
 @pytest.mark.parametrize("history_sum_features", [False, True])
 def test_gradients_reach_every_parameter(dien_setup, history_sum_features):
     model, _, batch = dien_setup(history_sum_features=history_sum_features, gru_hidden_size=20)
-    model.train()
-    model.calculate_loss(batch).backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert missing == []
+    assert_every_parameter_gets_a_gradient(model, batch)
 
 
 def test_missing_negative_sequences_are_a_clear_error(dien_setup):

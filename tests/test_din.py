@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from recbole_dien.model.din import DIN
-from tests.conftest import first_batch
+from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict, first_batch
 
 
 @pytest.fixture
@@ -59,21 +59,12 @@ def test_attention_weights_are_not_normalised_by_default(din_setup):
 
 def test_full_sort_predict_equals_predict_item_by_item(din_setup):
     model, batch, _ = din_setup(full_sort_chunk_elements=5000)  # forces several chunks
-    model.eval()
-    users = batch[:5]
-    full = model.full_sort_predict(users)
-    assert full.shape == (5, model.n_items)
-    for item in range(1, model.n_items):
-        users[model.ITEM_ID] = torch.full((5,), item)
-        torch.testing.assert_close(full[:, item], model.predict(users), rtol=1e-5, atol=1e-6)
+    assert_full_sort_matches_predict(model, batch[:5])
 
 
 def test_gradients_reach_every_parameter(din_setup):
     model, batch, _ = din_setup(mini_batch_l2=0.01)
-    model.train()
-    model.calculate_loss(batch).backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert missing == []
+    assert_every_parameter_gets_a_gradient(model, batch)
 
 
 def test_mini_batch_l2_adds_the_penalty_of_the_rows_in_the_batch(din_setup):

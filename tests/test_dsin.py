@@ -3,7 +3,7 @@ import torch
 
 from recbole_dien.errors import DatasetError
 from recbole_dien.model.dsin import DSIN, split_sessions
-from tests.conftest import first_batch
+from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict, first_batch
 
 
 def grid(times, length=None, gap=10, K=5, T=10):
@@ -112,22 +112,13 @@ def test_behaviours_outside_the_kept_sessions_change_nothing(dsin_setup):
 
 def test_full_sort_predict_equals_predict_item_by_item(dsin_setup):
     model, batch = dsin_setup(full_sort_chunk_elements=3000)
-    model.eval()
-    users = batch[:4]
-    full = model.full_sort_predict(users)
-    assert full.shape == (4, model.n_items)
-    for item in range(1, model.n_items):
-        users[model.ITEM_ID] = torch.full((4,), item)
-        torch.testing.assert_close(full[:, item], model.predict(users), rtol=1e-5, atol=1e-6)
+    assert_full_sort_matches_predict(model, batch[:4])
 
 
 @pytest.mark.parametrize("attention,merge", [("bilinear", "concat"), ("mlp", "sum")])
 def test_gradients_reach_every_parameter(dsin_setup, attention, merge):
     model, batch = dsin_setup(session_attention=attention, bilstm_merge=merge)
-    model.train()
-    model.calculate_loss(batch).backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert missing == []
+    assert_every_parameter_gets_a_gradient(model, batch)
 
 
 def test_time_field_not_loaded_is_a_clear_error(tiny_data_path, tmp_path, monkeypatch):
@@ -139,3 +130,28 @@ def test_time_field_not_loaded_is_a_clear_error(tiny_data_path, tmp_path, monkey
         create_dataset(Config("DSIN", "tiny", config_dict=not_loaded, cmd_args=[]))
     with pytest.raises(DatasetError, match="no column 'timestamp' \\(TIME_FIELD\\)"):
         create_dataset(Config("DSIN", "notime", config_dict={"data_path": tiny_data_path}, cmd_args=[]))
+
+
+def test_bias_encoding_adds_session_position_and_unit_terms(dsin_setup):
+    model, _ = dsin_setup()
+    for parameter in (model.session_bias, model.position_bias, model.unit_bias):
+        torch.nn.init.normal_(parameter)
+    recency = torch.tensor([[2, 1, 0], [0, -1, -1]])
+    encoded = model.bias_encoding(torch.zeros(2, 3, 4, model.unit_bias.shape[0]), recency)
+    b, k, t, c = 0, 1, 3, 5
+    expected = model.session_bias[recency[b, k], 0, 0] + model.position_bias[t, 0] + model.unit_bias[c]
+    torch.testing.assert_close(encoded[b, k, t, c], expected)
+    assert model.session_bias.shape == (3, 1, 1) and model.position_bias.shape == (4, 1)
+
+
+def test_empty_sessions_are_excluded_downstream(dsin_setup):
+    model, batch = dsin_setup()
+    model.eval()
+    sessions = model.session_interests(batch)
+    empty = ~sessions["mask"]
+    assert empty.any() and sessions["mask"].any(1).all()
+    assert torch.all(sessions["interests"][empty] == 0) and torch.all(sessions["states"][empty] == 0)
+    target = model.item_embedding(batch[model.ITEM_ID])
+    for scores in model.attention_scores(sessions, target):
+        from recbole_dien.model.layers import masked_softmax
+        assert torch.all(masked_softmax(scores, sessions["mask"])[empty] == 0)

@@ -9,7 +9,7 @@ from recbole.utils import init_seed
 import recbole_dien
 import pytest
 
-from recbole_dien import DIEN, DIN, load_data_and_model, run
+from recbole_dien import DIEN, DIN, DSIN, load_data_and_model, run
 
 
 def assert_ctr_metrics(result):
@@ -18,7 +18,7 @@ def assert_ctr_metrics(result):
     assert 0.0 < result["logloss"] < 5.0
 
 
-@pytest.mark.parametrize("model_class", [DIN, DIEN])
+@pytest.mark.parametrize("model_class", [DIN, DIEN, DSIN])
 def test_one_epoch_run_returns_metrics_in_range(tiny_config_dict, model_class):
     result = run(model_class.__name__, "tiny", config_dict=tiny_config_dict, cmd_args=[])
     assert_ctr_metrics(result["best_valid_result"])
@@ -26,7 +26,7 @@ def test_one_epoch_run_returns_metrics_in_range(tiny_config_dict, model_class):
     assert result["config"].model_class is model_class
 
 
-@pytest.mark.parametrize("model_class", [DIN, DIEN])
+@pytest.mark.parametrize("model_class", [DIN, DIEN, DSIN])
 def test_recbole_pipeline_runs_the_imported_class_with_its_own_defaults(tiny_config_dict, model_class):
     # A user's own RecBole code: RecBole's Config (props/ never loaded), RecBole's create_dataset
     # (for DIEN: RecBole's DIENDataset), RecBole's Trainer with its default best-model reload
