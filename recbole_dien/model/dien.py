@@ -35,35 +35,26 @@ Prediction: :math:`\hat y = \sigma(\mathrm{MLP}_{Dice}([h'_T, e_a, p_U]))`, trai
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.utils import InputType
 
 from recbole_dien import compat
-from recbole_dien.model.layers import (MLP, ActivationUnit, FeatureEmbedding, InterestEvolution, activation_layer,
+from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
+from recbole_dien.model.layers import (MLP, ActivationUnit, InterestEvolution, activation_layer,
                                        masked_softmax, sequence_mask)
-from recbole_dien.resources import model_hyperparameters
 
 
-class DIEN(SequentialRecommender):
+class DIEN(AttentionCTRRecommender):
     """Deep Interest Evolution Network (Zhou et al., AAAI 2019). Knobs: ``props/DIEN.yaml``."""
 
-    input_type = InputType.POINTWISE
+    props_name = "DIEN"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        hp = model_hyperparameters(config, "DIEN")
-        self.LABEL_FIELD = config["LABEL_FIELD"]
+        hp = self.hyperparameters
         self.NEG_ITEM_SEQ = config["NEG_PREFIX"] + self.ITEM_SEQ
         self.alpha = hp["alpha"]
         self.attention_softmax = hp["attention_softmax"]
         self.history_sum_features = hp["history_sum_features"]
-        self.full_sort_chunk_elements = hp["full_sort_chunk_elements"]
 
-        self.item_embedding = FeatureEmbedding(dataset, "item", hp["embedding_size"],
-                                               token_seq_pooling=hp["pooling_mode"])
-        self.user_embedding = FeatureEmbedding(dataset, "user", hp["embedding_size"],
-                                               include_id=hp["user_id_feature"],
-                                               token_seq_pooling=hp["pooling_mode"])
         item_size, user_size = self.item_embedding.output_size, self.user_embedding.output_size
         hidden = hp["gru_hidden_size"] or item_size
 
@@ -87,15 +78,7 @@ class DIEN(SequentialRecommender):
         self.mlp = MLP([mlp_input] + list(hp["mlp_hidden_size"]), hp["mlp_activation"], hp["dropout_prob"],
                        input_batch_norm=hp["mlp_batch_norm"])
         self.prediction = nn.Linear(self.mlp.output_size, 1)
-        self.loss_fct = nn.BCEWithLogitsLoss()
         self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, (nn.Embedding, nn.Linear)):
-            nn.init.xavier_normal_(module.weight)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     # --- candidate-independent part: once per distinct history ---------------------------------
 
@@ -175,9 +158,6 @@ class DIEN(SequentialRecommender):
         if self.alpha > 0:
             loss = loss + self.alpha * self.auxiliary_loss(interaction, interests)
         return loss
-
-    def predict(self, interaction):
-        return torch.sigmoid(self.forward(interaction))
 
     def full_sort_predict(self, interaction):
         """Click probabilities of every item for each user: [B, n_items]. The extractor runs once

@@ -31,49 +31,32 @@ in the training data (``mini_batch_l2`` = λ).
 """
 import torch
 import torch.nn as nn
-from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.utils import InputType
 
 from recbole_dien import compat
-from recbole_dien.model.layers import MLP, ActivationUnit, FeatureEmbedding, masked_softmax, sequence_mask
-from recbole_dien.resources import model_hyperparameters
+from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
+from recbole_dien.model.layers import MLP, ActivationUnit, masked_softmax, sequence_mask
 
 
-class DIN(SequentialRecommender):
+class DIN(AttentionCTRRecommender):
     """Deep Interest Network (Zhou et al., KDD 2018). Knobs: ``props/DIN.yaml``."""
 
-    input_type = InputType.POINTWISE
+    props_name = "DIN"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        hp = model_hyperparameters(config, "DIN")
-        self.LABEL_FIELD = config["LABEL_FIELD"]
+        hp = self.hyperparameters
         self.attention_softmax = hp["attention_softmax"]
         self.mini_batch_l2 = hp["mini_batch_l2"]
-        self.full_sort_chunk_elements = hp["full_sort_chunk_elements"]
 
-        self.item_embedding = FeatureEmbedding(dataset, "item", hp["embedding_size"],
-                                               token_seq_pooling=hp["pooling_mode"])
-        self.user_embedding = FeatureEmbedding(dataset, "user", hp["embedding_size"],
-                                               include_id=hp["user_id_feature"],
-                                               token_seq_pooling=hp["pooling_mode"])
         item_size, user_size = self.item_embedding.output_size, self.user_embedding.output_size
         self.attention = ActivationUnit(item_size, hp["attention_mlp_sizes"], hp["attention_activation"])
         self.mlp = MLP([user_size + 2 * item_size] + list(hp["mlp_hidden_size"]), hp["mlp_activation"],
                        hp["dropout_prob"], input_batch_norm=hp["mlp_batch_norm"])
         self.prediction = nn.Linear(self.mlp.output_size, 1)
-        self.loss_fct = nn.BCEWithLogitsLoss()
 
         self.apply(self._init_weights)
         if self.mini_batch_l2 > 0:
             self._count_occurrences(dataset)
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, (nn.Embedding, nn.Linear)):
-            nn.init.xavier_normal_(module.weight)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     def _count_occurrences(self, dataset):
         """n_j of the mini-batch aware L2: occurrences of each item / user in the training rows."""
@@ -112,16 +95,13 @@ class DIN(SequentialRecommender):
         return self.score(history, mask, profile, target)                          # [B]
 
     def calculate_loss(self, interaction):
-        loss = self.loss_fct(self.forward(interaction), interaction[self.LABEL_FIELD])
+        loss = super().calculate_loss(interaction)
         if self.mini_batch_l2 > 0:
             items = torch.cat([interaction[self.ITEM_SEQ].flatten(), interaction[self.ITEM_ID]])
             penalty = self.item_embedding.minibatch_l2(items)
             penalty = penalty + self.user_embedding.minibatch_l2(interaction[self.USER_ID])
             loss = loss + self.mini_batch_l2 / 2 * penalty
         return loss
-
-    def predict(self, interaction):
-        return torch.sigmoid(self.forward(interaction))
 
     def full_sort_predict(self, interaction):
         """Click probabilities of every item for each user: [B, n_items].

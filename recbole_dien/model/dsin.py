@@ -33,13 +33,11 @@ rebuilt data.
 """
 import torch
 import torch.nn as nn
-from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.utils import InputType
 
 from recbole_dien import compat
+from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
 from recbole_dien.errors import DatasetError
-from recbole_dien.model.layers import MLP, ActivationUnit, FeatureEmbedding, masked_softmax, sequence_mask
-from recbole_dien.resources import model_hyperparameters
+from recbole_dien.model.layers import MLP, ActivationUnit, masked_softmax, sequence_mask
 
 
 def split_sessions(timestamps, lengths, session_gap, max_sessions, max_session_length):
@@ -74,15 +72,14 @@ def split_sessions(timestamps, lengths, session_gap, max_sessions, max_session_l
             "recency": recency, "count": count}
 
 
-class DSIN(SequentialRecommender):
+class DSIN(AttentionCTRRecommender):
     """Deep Session Interest Network (Feng et al., IJCAI 2019), DSIN-BE. Knobs: ``props/DSIN.yaml``."""
 
-    input_type = InputType.POINTWISE
+    props_name = "DSIN"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        hp = model_hyperparameters(config, "DSIN")
-        self.LABEL_FIELD = config["LABEL_FIELD"]
+        hp = self.hyperparameters
         time_field = config["TIME_FIELD"]
         self.TIME_SEQ = f"{time_field}{config['LIST_SUFFIX']}"
         if time_field is None or self.TIME_SEQ not in dataset.field2type:
@@ -95,13 +92,7 @@ class DSIN(SequentialRecommender):
         self.max_session_length = hp["max_session_length"]
         self.attention_type = hp["session_attention"]
         self.bilstm_merge = hp["bilstm_merge"]
-        self.full_sort_chunk_elements = hp["full_sort_chunk_elements"]
 
-        self.item_embedding = FeatureEmbedding(dataset, "item", hp["embedding_size"],
-                                               token_seq_pooling=hp["pooling_mode"])
-        self.user_embedding = FeatureEmbedding(dataset, "user", hp["embedding_size"],
-                                               include_id=hp["user_id_feature"],
-                                               token_seq_pooling=hp["pooling_mode"])
         dim, user_size = self.item_embedding.output_size, self.user_embedding.output_size
         if dim % hp["num_heads"]:
             raise ValueError(f"num_heads={hp['num_heads']} must divide the behaviour embedding width {dim}")
@@ -134,15 +125,7 @@ class DSIN(SequentialRecommender):
         attention_width = self.max_sessions * (hp["attention_mlp_sizes"][0] if self.attention_type == "mlp" else 1)
         self.pair_width = max(max(mlp_sizes), attention_width)
         self.prediction = nn.Linear(self.mlp.output_size, 1)
-        self.loss_fct = nn.BCEWithLogitsLoss()
         self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, (nn.Embedding, nn.Linear)):
-            nn.init.xavier_normal_(module.weight)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     # --- candidate-independent part -----------------------------------------------------------
 
@@ -162,13 +145,16 @@ class DSIN(SequentialRecommender):
         return (items.view(batch, K, T), behaviour_mask.view(batch, K, T), grid["recency"],
                 grid["recency"] >= 0, grid["count"])
 
+    def bias_encoding(self, sessions, recency):
+        """BE(k, t, c) = w^K_k + w^T_t + w^C_c added to sessions [B, K, T, D]; k is the session's
+        recency [B, K] (empty slots, -1, get any row: they are never used)."""
+        return sessions + self.session_bias[recency.clamp(min=0)] + self.position_bias + self.unit_bias
+
     def session_interests(self, interaction):
         """Per user: session interests I [B, K, D], interacting states H [B, K, D'], session mask
         [B, K] and the profile [B, P]."""
         items, behaviour_mask, recency, session_mask, count = self.session_grid(interaction)
-        embedded = self.item_embedding(items)                                        # [B, K, T, D]
-        # BE(k, t, c) = w^K_k + w^T_t + w^C_c, k = the session's recency
-        embedded = embedded + self.session_bias[recency.clamp(min=0)] + self.position_bias + self.unit_bias
+        embedded = self.bias_encoding(self.item_embedding(items), recency)           # [B, K, T, D]
 
         real_sessions = session_mask.reshape(-1)                                     # [B*K]
         sessions = embedded.flatten(0, 1)[real_sessions]                             # [S, T, D]
@@ -218,12 +204,6 @@ class DSIN(SequentialRecommender):
     def forward(self, interaction):
         sessions = self.session_interests(interaction)
         return self.score(sessions, self.item_embedding(interaction[self.ITEM_ID]))
-
-    def calculate_loss(self, interaction):
-        return self.loss_fct(self.forward(interaction), interaction[self.LABEL_FIELD])
-
-    def predict(self, interaction):
-        return torch.sigmoid(self.forward(interaction))
 
     def full_sort_predict(self, interaction):
         """Click probabilities of every item for each user: [B, n_items]; sessions, Transformer and

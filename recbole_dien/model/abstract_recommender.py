@@ -1,0 +1,48 @@
+"""What DIN, DIEN and DSIN share."""
+import torch
+import torch.nn as nn
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+from recbole_dien.model.layers import FeatureEmbedding
+from recbole_dien.resources import model_hyperparameters
+
+
+class AttentionCTRRecommender(SequentialRecommender):
+    """Base of the plugin's models: point-wise click-through-rate prediction on RecBole's
+    sequential data.
+
+    Reads the knobs of ``props/<props_name>.yaml`` (the config's values first), builds the item
+    embedding (id ⊕ side features) and the user-profile embedding, trains with binary
+    cross-entropy on RecBole's labels and returns click probabilities from ``predict``.
+    Subclasses define ``forward(interaction) -> logits`` and ``full_sort_predict`` and call
+    ``self.apply(self._init_weights)`` once their layers exist.
+    """
+
+    input_type = InputType.POINTWISE
+    props_name = None
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.hyperparameters = hp = model_hyperparameters(config, self.props_name)
+        self.LABEL_FIELD = config["LABEL_FIELD"]
+        self.full_sort_chunk_elements = hp["full_sort_chunk_elements"]
+        self.item_embedding = FeatureEmbedding(dataset, "item", hp["embedding_size"],
+                                               token_seq_pooling=hp["pooling_mode"])
+        self.user_embedding = FeatureEmbedding(dataset, "user", hp["embedding_size"],
+                                               include_id=hp["user_id_feature"],
+                                               token_seq_pooling=hp["pooling_mode"])
+        self.loss_fct = nn.BCEWithLogitsLoss()
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Embedding, nn.Linear)):
+            nn.init.xavier_normal_(module.weight)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def calculate_loss(self, interaction):
+        return self.loss_fct(self.forward(interaction), interaction[self.LABEL_FIELD])
+
+    def predict(self, interaction):
+        return torch.sigmoid(self.forward(interaction))
