@@ -123,7 +123,7 @@ class DIEN(AttentionCTRRecommender):
         logits = self.auxiliary_net(state_term.repeat(2, 1) + item_term)
         labels = torch.cat([torch.ones(len(clicked)), torch.zeros(len(clicked))]).to(logits.device)
         # the mean over 2N terms is half the paper's per-pair sum averaged over N; rescale
-        return 2 * nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), labels)
+        return 2 * F.binary_cross_entropy_with_logits(logits.squeeze(-1), labels)
 
     # --- candidate-dependent part ----------------------------------------------------------------
 
