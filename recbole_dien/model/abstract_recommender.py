@@ -41,6 +41,11 @@ class AttentionCTRRecommender(SequentialRecommender):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def full_sort_chunk(self, numbers_per_candidate):
+        """How many candidates ``full_sort_predict`` scores at once so that no intermediate holds
+        more than ``full_sort_chunk_elements`` numbers (at least one)."""
+        return max(1, self.full_sort_chunk_elements // numbers_per_candidate)
+
     def calculate_loss(self, interaction):
         return self.loss_fct(self.forward(interaction), interaction[self.LABEL_FIELD])
 

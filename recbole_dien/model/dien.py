@@ -168,7 +168,7 @@ class DIEN(AttentionCTRRecommender):
         hidden = interests["states"].shape[-1]
         all_items = self.item_embedding(torch.arange(self.n_items, device=interests["states"].device))
         widest = max(3 * hidden, self.attention.input_layer.out_features)           # per (pair, step)
-        chunk = max(1, self.full_sort_chunk_elements // (length * widest))
+        chunk = self.full_sort_chunk(length * widest)
         logits = []
         for start in range(0, batch * self.n_items, chunk):
             # pair p is (user p // n_items, item p % n_items)

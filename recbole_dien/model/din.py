@@ -113,7 +113,7 @@ class DIN(AttentionCTRRecommender):
         batch, length, dim = history.shape
         all_items = self.item_embedding(torch.arange(self.n_items, device=history.device))
         widest = max(dim, self.attention.input_layer.out_features)  # per (user, candidate, position)
-        chunk = max(1, self.full_sort_chunk_elements // (batch * length * widest))
+        chunk = self.full_sort_chunk(batch * length * widest)
         scores = [
             self.score(history.unsqueeze(1), mask.unsqueeze(1), profile.unsqueeze(1), candidates.unsqueeze(0))
             for candidates in all_items.split(chunk)

@@ -211,7 +211,7 @@ class DSIN(AttentionCTRRecommender):
         sessions = self.session_interests(interaction)
         per_user = {key: value.unsqueeze(1) for key, value in sessions.items()}     # [B, 1, ...]
         all_items = self.item_embedding(torch.arange(self.n_items, device=sessions["mask"].device))
-        chunk = max(1, self.full_sort_chunk_elements // (len(sessions["mask"]) * self.pair_width))
+        chunk = self.full_sort_chunk(len(sessions["mask"]) * self.pair_width)
         scores = [self.score(per_user, candidates.unsqueeze(0)) for candidates in all_items.split(chunk)]
         return torch.sigmoid(torch.cat(scores, dim=1))
 
