@@ -87,6 +87,17 @@ def tiny_pipeline(tiny_config_dict):
     return build
 
 
+@pytest.fixture
+def tiny_model(tiny_pipeline):
+    """(model, train_data, first training batch) for a model name on the tiny dataset, with the
+    model's weights drawn from seed 0."""
+    def build(model_name, **overrides):
+        config, train_data, _, _ = tiny_pipeline(model_name, **overrides)
+        torch.manual_seed(0)
+        return config.model_class(config, train_data._dataset), train_data, first_batch(train_data)
+    return build
+
+
 def first_batch(loader):
     batch = next(iter(loader))
     return batch[0] if isinstance(batch, tuple) else batch

@@ -1,11 +1,9 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
 from recbole_dien.data.dataset import sample_negative_sequences
-from recbole_dien.model.dien import DIEN
 from recbole_dien.model.layers import InterestEvolution
-from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict, first_batch
+from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict
 
 
 # --- interest evolving layer vs a slow, obviously correct reference ------------------------------
@@ -107,13 +105,8 @@ def test_positive_only_exclusion_may_reuse_history_items(seeded):
 
 
 @pytest.fixture
-def dien_setup(tiny_pipeline):
-    def build(**overrides):
-        config, train_data, valid_data, test_data = tiny_pipeline("DIEN", **overrides)
-        torch.manual_seed(0)
-        model = DIEN(config, train_data._dataset)
-        return model, train_data, first_batch(train_data)
-    return build
+def dien_setup(tiny_model):
+    return lambda **overrides: tiny_model("DIEN", **overrides)
 
 
 def test_dataset_negatives_are_aligned_and_never_the_positive(dien_setup):

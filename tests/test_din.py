@@ -1,22 +1,16 @@
 import pytest
 import torch
 
-from recbole_dien.model.din import DIN
-from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict, first_batch
+from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict
 
 
 @pytest.fixture
-def din_setup(tiny_pipeline):
-    def build(**overrides):
-        config, train_data, valid_data, test_data = tiny_pipeline("DIN", **overrides)
-        torch.manual_seed(0)
-        model = DIN(config, train_data._dataset)
-        return model, first_batch(train_data), valid_data
-    return build
+def din_setup(tiny_model):
+    return lambda **overrides: tiny_model("DIN", **overrides)
 
 
 def test_shapes_and_probabilities(din_setup):
-    model, batch, _ = din_setup()
+    model, _, batch = din_setup()
     model.eval()
     logits = model(batch)
     assert logits.shape == (len(batch),)
@@ -34,7 +28,7 @@ def test_behaviour_embedding_is_item_id_and_side_features(din_setup):
 
 @pytest.mark.parametrize("softmax", [False, True])
 def test_padded_positions_change_nothing(din_setup, softmax):
-    model, batch, _ = din_setup(attention_softmax=softmax)
+    model, _, batch = din_setup(attention_softmax=softmax)
     model.eval()
     before = model.predict(batch)
     seq, lengths = batch[model.ITEM_SEQ].clone(), batch[model.ITEM_SEQ_LEN]
@@ -51,24 +45,24 @@ def test_padded_positions_change_nothing(din_setup, softmax):
 
 
 def test_attention_weights_are_not_normalised_by_default(din_setup):
-    model, batch, _ = din_setup()
+    model, _, batch = din_setup()
     assert model.attention_softmax is False
-    model, batch, _ = din_setup(attention_softmax=True)
+    model, _, batch = din_setup(attention_softmax=True)
     assert model.attention_softmax is True
 
 
 def test_full_sort_predict_equals_predict_item_by_item(din_setup):
-    model, batch, _ = din_setup(full_sort_chunk_elements=5000)  # forces several chunks
+    model, _, batch = din_setup(full_sort_chunk_elements=5000)  # forces several chunks
     assert_full_sort_matches_predict(model, batch[:5])
 
 
 def test_gradients_reach_every_parameter(din_setup):
-    model, batch, _ = din_setup(mini_batch_l2=0.01)
+    model, _, batch = din_setup(mini_batch_l2=0.01)
     assert_every_parameter_gets_a_gradient(model, batch)
 
 
 def test_mini_batch_l2_adds_the_penalty_of_the_rows_in_the_batch(din_setup):
-    model, batch, _ = din_setup(mini_batch_l2=0.5)
+    model, _, batch = din_setup(mini_batch_l2=0.5)
     model.eval()  # same statistics for both losses
     with_penalty = model.calculate_loss(batch)
     items = torch.cat([batch[model.ITEM_SEQ].flatten(), batch[model.ITEM_ID]])

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from recbole_dien.errors import DatasetError
-from recbole_dien.model.dsin import DSIN, split_sessions
-from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict, first_batch
+from recbole_dien.model.dsin import split_sessions
+from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict
 
 
 def grid(times, length=None, gap=10, K=5, T=10):
@@ -46,13 +46,9 @@ def test_empty_history_has_no_session():
 
 
 @pytest.fixture
-def dsin_setup(tiny_pipeline):
-    def build(**overrides):
-        config, train_data, valid_data, test_data = tiny_pipeline("DSIN", session_gap=3600, max_sessions=3,
-                                                                  max_session_length=4, **overrides)
-        torch.manual_seed(0)
-        return DSIN(config, train_data._dataset), first_batch(train_data)
-    return build
+def dsin_setup(tiny_model):
+    sessions = {"session_gap": 3600, "max_sessions": 3, "max_session_length": 4}
+    return lambda **overrides: tiny_model("DSIN", **{**sessions, **overrides})
 
 
 def test_protocol_is_stated_by_the_model_props(tiny_data_path):
@@ -65,7 +61,7 @@ def test_protocol_is_stated_by_the_model_props(tiny_data_path):
 
 
 def test_session_grid_places_items_with_bias_indices(dsin_setup):
-    model, batch = dsin_setup()
+    model, _, batch = dsin_setup()
     items, behaviour_mask, recency, session_mask, count = model.session_grid(batch)
     assert items.shape == (len(batch), 3, 4)
     assert torch.equal(items > 0, behaviour_mask)
@@ -78,7 +74,7 @@ def test_session_grid_places_items_with_bias_indices(dsin_setup):
 
 
 def test_shapes_and_probabilities(dsin_setup):
-    model, batch = dsin_setup()
+    model, _, batch = dsin_setup()
     model.eval()
     p = model.predict(batch)
     assert p.shape == (len(batch),) and torch.all((p > 0) & (p < 1))
@@ -86,7 +82,7 @@ def test_shapes_and_probabilities(dsin_setup):
 
 @pytest.mark.parametrize("attention", ["bilinear", "mlp"])
 def test_padding_changes_nothing(dsin_setup, attention):
-    model, batch = dsin_setup(session_attention=attention)
+    model, _, batch = dsin_setup(session_attention=attention)
     model.eval()
     before = model.predict(batch)
     seq, times = batch[model.ITEM_SEQ].clone(), batch[model.TIME_SEQ].clone()
@@ -98,7 +94,7 @@ def test_padding_changes_nothing(dsin_setup, attention):
 
 
 def test_behaviours_outside_the_kept_sessions_change_nothing(dsin_setup):
-    model, batch = dsin_setup()
+    model, _, batch = dsin_setup()
     model.eval()
     before = model.predict(batch)
     grid = split_sessions(batch[model.TIME_SEQ].double(), batch[model.ITEM_SEQ_LEN], model.session_gap,
@@ -111,13 +107,13 @@ def test_behaviours_outside_the_kept_sessions_change_nothing(dsin_setup):
 
 
 def test_full_sort_predict_equals_predict_item_by_item(dsin_setup):
-    model, batch = dsin_setup(full_sort_chunk_elements=3000)
+    model, _, batch = dsin_setup(full_sort_chunk_elements=3000)
     assert_full_sort_matches_predict(model, batch[:4])
 
 
 @pytest.mark.parametrize("attention,merge", [("bilinear", "concat"), ("mlp", "sum")])
 def test_gradients_reach_every_parameter(dsin_setup, attention, merge):
-    model, batch = dsin_setup(session_attention=attention, bilstm_merge=merge)
+    model, _, batch = dsin_setup(session_attention=attention, bilstm_merge=merge)
     assert_every_parameter_gets_a_gradient(model, batch)
 
 
@@ -133,7 +129,7 @@ def test_time_field_not_loaded_is_a_clear_error(tiny_data_path, tmp_path, monkey
 
 
 def test_bias_encoding_adds_session_position_and_unit_terms(dsin_setup):
-    model, _ = dsin_setup()
+    model, _, _ = dsin_setup()
     for parameter in (model.session_bias, model.position_bias, model.unit_bias):
         torch.nn.init.normal_(parameter)
     recency = torch.tensor([[2, 1, 0], [0, -1, -1]])
@@ -145,7 +141,7 @@ def test_bias_encoding_adds_session_position_and_unit_terms(dsin_setup):
 
 
 def test_empty_sessions_are_excluded_downstream(dsin_setup):
-    model, batch = dsin_setup()
+    model, _, batch = dsin_setup()
     model.eval()
     sessions = model.session_interests(batch)
     empty = ~sessions["mask"]
