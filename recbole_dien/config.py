@@ -2,7 +2,8 @@
 from recbole.config import Config as RecBoleConfig
 
 from recbole_dien import compat
-from recbole_dien.resources import dataset_config_file, props_file
+from recbole_dien.errors import RecBoleDienError
+from recbole_dien.resources import available_protocols, dataset_config_file, props_file
 from recbole_dien.utils import get_model, is_plugin_model
 
 
@@ -11,8 +12,13 @@ class Config(RecBoleConfig):
 
     Precedence, lowest first: RecBole's own defaults (``overall.yaml``, its model and quick-start
     YAML) < ``props/<Model>.yaml`` (plugin models only) < ``dataset_configs/<dataset>.yaml`` (when
-    present, for every model, so all models share one protocol) < ``config_file_list`` <
-    ``config_dict`` < command line.
+    present, for every model, so all models share one protocol) < with ``protocol: <name>``,
+    ``dataset_configs/<dataset>-<name>.yaml`` < ``config_file_list`` < ``config_dict`` < command line.
+
+    A model trained with RecBole's full cross-entropy (``loss_type: CE``: GRU4Rec, SASRec, NARM,
+    STAMP, ...) gets no sampled training negatives unless the user asks for them, because RecBole
+    refuses the two together; so every model runs under every protocol, each with its own
+    training objective and all with the same split and evaluation.
 
     Args:
         model: a model name (``DIN`` is this package's, ``recbole.DIN`` RecBole's) or a model class.
@@ -46,12 +52,27 @@ class Config(RecBoleConfig):
         model_file = props_file(model) if is_plugin_model(model_class) else None
         if model_file is not None:
             self._update_internal_config_dict(model_file)
-        protocol_file = dataset_config_file(dataset)
-        if protocol_file is not None:
-            protocol = self._update_internal_config_dict(protocol_file) or {}
+        protocol = self.external_config_dict.get("protocol")
+        files = [dataset_config_file(dataset)]
+        if protocol not in (None, "default"):
+            files.append(dataset_config_file(dataset, protocol))
+            if files[-1] is None:
+                shipped = ", ".join(available_protocols(dataset)) or "none"
+                raise RecBoleDienError(
+                    f"no protocol '{protocol}' for dataset '{dataset}' (no dataset_configs/{dataset}-{protocol}.yaml); "
+                    f"shipped for it: {shipped}"
+                )
+        for protocol_file in filter(None, files):
+            keys = self._update_internal_config_dict(protocol_file) or {}
             # Like RecBole's own dataset YAML: these keys decide whether a saved dataset is reusable.
             known = self.parameters["Dataset"]
-            self.parameters["Dataset"] = known + [k for k in protocol if k not in known]
+            self.parameters["Dataset"] = known + [k for k in keys if k not in known]
+
+    def _get_final_config_dict(self):
+        final = super()._get_final_config_dict()
+        if final.get("loss_type") == "CE" and "train_neg_sample_args" not in self.external_config_dict:
+            final["train_neg_sample_args"] = None
+        return final
 
 
 compat.allow_in_checkpoints(Config)

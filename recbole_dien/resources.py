@@ -24,10 +24,22 @@ def props_file(model_name):
     return path if path.is_file() else None
 
 
-def dataset_config_file(dataset_name):
-    """``dataset_configs/<dataset>.yaml`` (a dataset's protocol), or None if there is none."""
-    path = _resource_dir("dataset_configs") / f"{dataset_name}.yaml"
+def dataset_config_file(dataset_name, protocol=None):
+    """A dataset's protocol file, or None if there is none.
+
+    ``dataset_configs/<dataset>.yaml`` is the dataset's default protocol; a named protocol is
+    ``dataset_configs/<dataset>-<protocol>.yaml``, layered on top of the default one.
+    """
+    stem = dataset_name if protocol in (None, "default") else f"{dataset_name}-{protocol}"
+    path = _resource_dir("dataset_configs") / f"{stem}.yaml"
     return path if path.is_file() else None
+
+
+def available_protocols(dataset_name):
+    """Names of the protocols shipped for a dataset (``default`` first when it has one)."""
+    folder = _resource_dir("dataset_configs")
+    named = sorted(p.stem[len(dataset_name) + 1:] for p in folder.glob(f"{dataset_name}-*.yaml"))
+    return (["default"] if dataset_config_file(dataset_name) else []) + named
 
 
 def model_hyperparameters(config, model_name):
