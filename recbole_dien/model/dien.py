@@ -136,16 +136,29 @@ class DIEN(AttentionCTRRecommender):
         def take(x):
             return x if index is None or x is None else x.index_select(0, index)
 
-        states, mask, lengths = take(interests["states"]), take(interests["mask"]), take(interests["lengths"])
-        scores = self.attention(self.query_projection(target), states, take(interests["attention_keys"]))  # [R, L]
-        # without softmax the scores still steer gates, so they are squashed into (0, 1)
-        attention = masked_softmax(scores, mask) if self.attention_softmax else torch.sigmoid(scores) * mask
+        states, lengths = take(interests["states"]), take(interests["lengths"])
+        attention = self.attention_weights_of(interests, target, take)                            # [R, L]
         evolved = self.interest_evolution(states, attention, lengths, take(interests["evolution_inputs"]))  # [R, H]
         features = [evolved, target, take(interests["profile"])]
         if self.history_sum_features:
             history_sum = take((interests["history"] * interests["mask"].unsqueeze(-1)).sum(1))
             features += [history_sum, target * history_sum]
         return self.prediction(self.mlp(torch.cat(features, dim=-1))).squeeze(-1)
+
+    def attention_weights_of(self, interests, target, take):
+        """a_t of eq. 8 for each (distinct history ``take`` selects, candidate) pair: [R, L]."""
+        scores = self.attention(self.query_projection(target), take(interests["states"]),
+                                take(interests["attention_keys"]))
+        mask = take(interests["mask"])
+        # without softmax the scores still steer gates, so they are squashed into (0, 1)
+        return masked_softmax(scores, mask) if self.attention_softmax else torch.sigmoid(scores) * mask
+
+    def attention_weights(self, interaction):
+        """The attention of each row's candidate on each interest state: ``{"interest states": [B, L]}``."""
+        interests = self.extract_interests(interaction)
+        target = self.item_embedding(interaction[self.ITEM_ID])
+        weights = self.attention_weights_of(interests, target, lambda x: x.index_select(0, interests["inverse"]))
+        return {"interest states": weights}
 
     def forward(self, interaction, interests=None):
         interests = interests or self.extract_interests(interaction)

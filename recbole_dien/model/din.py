@@ -82,12 +82,21 @@ class DIN(AttentionCTRRecommender):
         history [B, 1, L, D] or [B, L, D]; mask like history without D; profile [B, (1,) P];
         target [(B|1), (N,) D] -> logits [B, (N)].
         """
-        weights = self.attention(target, history)                                  # [..., L]
-        weights = masked_softmax(weights, mask) if self.attention_softmax else weights * mask
+        weights = self.attention_weights_of(history, mask, target)                 # [..., L]
         interest = torch.matmul(weights.unsqueeze(-2), history).squeeze(-2)         # [..., D]
         shape = interest.shape[:-1]
         features = torch.cat([profile.expand(*shape, -1), interest, target.expand(*shape, -1)], dim=-1)
         return self.prediction(self.mlp(features)).squeeze(-1)
+
+    def attention_weights_of(self, history, mask, target):
+        """a(e_j, v_A) of every behaviour, zero on padding (softmax-normalised if configured)."""
+        weights = self.attention(target, history)
+        return masked_softmax(weights, mask) if self.attention_softmax else weights * mask
+
+    def attention_weights(self, interaction):
+        """The weight of each behaviour for each row's candidate: ``{"behaviours": [B, L]}``."""
+        history, mask, _ = self.user_interest_inputs(interaction)
+        return {"behaviours": self.attention_weights_of(history, mask, self.item_embedding(interaction[self.ITEM_ID]))}
 
     def forward(self, interaction):
         history, mask, profile = self.user_interest_inputs(interaction)

@@ -189,13 +189,22 @@ class DSIN(AttentionCTRRecommender):
         return (self.interest_attention(target, interests),
                 self.interacting_attention(self.interacting_query(target), states))
 
-    def score(self, sessions, target):
-        mask = sessions["mask"]
+    def session_weights(self, sessions, target):
+        """Softmax weights over the real sessions, of the interests I and of the states H."""
         interest_scores, interacting_scores = self.attention_scores(sessions, target)
-        pooled_interest = torch.matmul(masked_softmax(interest_scores, mask).unsqueeze(-2),
-                                       sessions["interests"]).squeeze(-2)
-        pooled_states = torch.matmul(masked_softmax(interacting_scores, mask).unsqueeze(-2),
-                                     sessions["states"]).squeeze(-2)
+        return masked_softmax(interest_scores, sessions["mask"]), masked_softmax(interacting_scores, sessions["mask"])
+
+    def attention_weights(self, interaction):
+        """Each row's candidate on each session slot (oldest kept first; ``session_grid`` gives the
+        items): ``{"session interests": [B, K], "interacting states": [B, K]}``."""
+        interest, interacting = self.session_weights(self.session_interests(interaction),
+                                                     self.item_embedding(interaction[self.ITEM_ID]))
+        return {"session interests": interest, "interacting states": interacting}
+
+    def score(self, sessions, target):
+        interest_weights, interacting_weights = self.session_weights(sessions, target)
+        pooled_interest = torch.matmul(interest_weights.unsqueeze(-2), sessions["interests"]).squeeze(-2)
+        pooled_states = torch.matmul(interacting_weights.unsqueeze(-2), sessions["states"]).squeeze(-2)
         shape = pooled_interest.shape[:-1]
         features = torch.cat([sessions["profile"].expand(*shape, -1), target.expand(*shape, -1),
                               pooled_interest, pooled_states], dim=-1)
