@@ -1,7 +1,9 @@
 import pytest
+from recbole.utils import EvaluatorType
 
 import recbole_dien.config as config_module
 from recbole_dien import Config
+from recbole_dien.errors import RecBoleDienError
 
 
 @pytest.fixture
@@ -63,3 +65,45 @@ def test_command_line_values_are_typed_like_recbole(tiny_config_dict):
 def test_malformed_override_is_rejected(tiny_config_dict):
     with pytest.raises(ValueError, match="--key=value"):
         Config("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=["epochs"])
+
+
+@pytest.mark.parametrize("model", ["DIN", "recbole.DIEN", "GRU4Rec"])
+def test_named_protocols_layer_on_the_dataset_default(model):
+    default = Config(model, "ml-100k", cmd_args=[])
+    full = Config(model, "ml-100k", config_dict={"protocol": "fullsort"}, cmd_args=[])
+    labeled = Config(model, "ml-100k", cmd_args=["--protocol=labeled"])
+    for config in (full, labeled):  # same features and history length as the default protocol
+        assert config["load_col"] == default["load_col"]
+        assert config["MAX_ITEM_LIST_LENGTH"] == default["MAX_ITEM_LIST_LENGTH"] == 50
+
+    assert default["eval_args"]["mode"]["test"] == "uni100" and default["eval_type"] == EvaluatorType.VALUE
+    assert full["eval_args"]["mode"]["test"] == "full" and full["eval_type"] == EvaluatorType.RANKING
+    assert full["metrics"] == ["Hit", "NDCG", "MRR", "GAUC"] and full["topk"] == [10]
+    assert full["valid_metric"] == "NDCG@10"
+    assert labeled["eval_args"]["mode"]["test"] == "labeled" and labeled["eval_type"] == EvaluatorType.VALUE
+    assert labeled["metrics"] == ["AUC", "LabeledGAUC", "LogLoss"]
+    assert labeled["threshold"] == {"rating": 4}
+    assert labeled["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]}
+    assert labeled["train_neg_sample_args"]["distribution"] == "none"  # labels, not sampled negatives
+
+
+def test_point_wise_models_keep_sampled_negatives_and_cross_entropy_models_drop_them():
+    for protocol in ("default", "fullsort"):
+        ctr = Config("DIEN", "ml-100k", config_dict={"protocol": protocol}, cmd_args=[])
+        assert ctr["train_neg_sample_args"]["distribution"] == "uniform"
+        assert ctr["train_neg_sample_args"]["sample_num"] == 1
+        next_item = Config("SASRec", "ml-100k", config_dict={"protocol": protocol}, cmd_args=[])
+        assert next_item["loss_type"] == "CE"
+        assert next_item["train_neg_sample_args"]["distribution"] == "none"
+    # asked for explicitly, the combination is RecBole's to refuse
+    with pytest.raises(ValueError, match="should be None when the loss_type is CE"):
+        Config("SASRec", "ml-100k", cmd_args=[],
+               config_dict={"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}})
+    bpr = Config("GRU4Rec", "ml-100k", config_dict={"loss_type": "BPR"}, cmd_args=[])
+    assert bpr["train_neg_sample_args"]["distribution"] == "uniform"
+
+
+def test_unknown_protocol_names_the_shipped_ones():
+    with pytest.raises(RecBoleDienError, match=r"no protocol 'fullrank' for dataset 'ml-100k'.*"
+                                               r"shipped for it: default, fullsort, labeled"):
+        Config("DIN", "ml-100k", cmd_args=["--protocol=fullrank"])
