@@ -41,6 +41,7 @@ setup(
         "recbole_dien.dataset_configs": ["*.yaml"],
     },
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7"]},
+    # matplotlib draws the benchmark's and the attention command's plots
+    extras_require={"benchmark": ["matplotlib>=3.7"], "test": ["pytest>=7", "matplotlib>=3.7"]},
     entry_points={"console_scripts": ["recbole-dien=recbole_dien.cli:main"]},
 )

@@ -8,75 +8,23 @@ slow each other several-fold), and reports: train seconds per epoch, seconds of 
 pass and of the test pass, best valid and test metrics, parameters, and the process's peak
 resident memory. The table is printed as markdown (and written to --output if given).
 
-An entry is a model name as ``run_recbole.py`` takes it, or a preset from PRESETS.
+An entry is a model name as ``run_recbole.py`` takes it, or a preset from
+``recbole_dien.benchmark.PRESETS``. The measurements are those of ``recbole_dien.benchmark``
+(``python -m recbole_dien.benchmark`` runs whole suites: protocols, seeds, plots).
 """
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
 
-# Plugin models at the hyper-parameters of RecBole's built-in of the same name (its
-# properties/model/<Model>.yaml): one embedding width and one MLP shape for every tower.
-RECBOLE_SIZES = {"embedding_size": 10, "attention_mlp_sizes": [256, 256, 256], "mlp_hidden_size": [256, 256, 256]}
-PRESETS = {
-    "DIN@recbole-hparams": ("DIN", RECBOLE_SIZES),
-    # RecBole's DIEN also reuses the 256-256-256 MLP, without non-linearity, as its auxiliary net
-    "DIEN@recbole-hparams": ("DIEN", {**RECBOLE_SIZES, "aux_mlp_sizes": [256, 256, 256], "aux_activation": "none"}),
-}
-
-
-def resolve(entry):
-    return PRESETS.get(entry, (entry, {}))
+from recbole_dien.benchmark import measure
 
 
 def run_child(entry, dataset, epochs, overrides):
     """Train and test one entry in this process; print one JSON line of measurements."""
-    from recbole.data import data_preparation
-    from recbole.utils import get_trainer, init_logger, init_seed
-
-    from recbole_dien import Config, create_dataset
-
-    model_name, preset = resolve(entry)
-    config = Config(model_name, dataset, config_dict={**preset, **overrides, "epochs": epochs}, cmd_args=[])
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-
-    timings = {"train": [], "valid": []}
-
-    def timed(kind, method):
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            result = method(*args, **kwargs)
-            timings[kind].append(time.perf_counter() - start)
-            return result
-        return wrapper
-
-    trainer._train_epoch = timed("train", trainer._train_epoch)
-    trainer._valid_epoch = timed("valid", trainer._valid_epoch)
-    _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
-    start = time.perf_counter()
-    test = trainer.evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
-    test_seconds = time.perf_counter() - start
-    print(json.dumps({
-        "entry": entry,
-        "model_class": f"{config.model_class.__module__}.{config.model_class.__name__}",
-        "epochs": len(timings["train"]),
-        "train_s_per_epoch": sum(timings["train"]) / len(timings["train"]),
-        "valid_s": sum(timings["valid"]) / max(len(timings["valid"]), 1),
-        "test_s": test_seconds,
-        "best_valid": dict(best_valid),
-        "test": dict(test),
-        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    seed = overrides.pop("seed", 2020)
+    print(json.dumps({"entry": entry, **measure(entry, dataset, "default", seed, epochs, overrides)}))
 
 
 def markdown(rows, metric):
@@ -91,7 +39,7 @@ def markdown(rows, metric):
             continue
         lines.append(
             f"| {r['entry']} | `{r['model_class']}` | {r['epochs']} | {r['train_s_per_epoch']:.1f} "
-            f"| {r['valid_s']:.1f} | {r['test_s']:.1f} | {r['best_valid'].get(metric, float('nan')):.4f} "
+            f"| {r['valid_s']:.1f} | {r['test_s']:.1f} | {r['valid'].get(metric, float('nan')):.4f} "
             f"| {r['test'].get(metric, float('nan')):.4f} | {r['test'].get('logloss', float('nan')):.4f} "
             f"| {r['parameters']:,} | {r['peak_rss_mb']:.0f} |"
         )

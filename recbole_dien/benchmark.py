@@ -1,6 +1,6 @@
 """Benchmark suite: models x protocols x seeds on one dataset, each run in its own process.
 
-    python -m recbole_dien.benchmark --quick        # default protocol, 1 seed, 1 epoch (< 10 min, 2 cores)
+    python -m recbole_dien.benchmark --quick        # 5 models, default protocol, 1 seed, 1 epoch (< 10 min)
     python -m recbole_dien.benchmark                # every protocol, 3 seeds, up to 4 epochs (hours)
     python -m recbole_dien.benchmark --protocols labeled --models DIN DIEN recbole.DIN --seeds 1 2 3
 
@@ -36,11 +36,14 @@ PROTOCOLS = ["default", "fullsort", "labeled"]
 DEFAULT_SEEDS = [2020, 2021, 2022]
 
 # RecBole's DIN and DIEN have no full_sort_predict, so RecBole's trainer scores every (user, item)
-# pair through predict: on ml-100k that is 16x the rows of a uni100 pass, about 9 minutes (DIN)
-# and 22 minutes (DIEN) per evaluation pass on 2 cores. Left out of full-sort runs unless named.
+# pair through predict: on ml-100k 16x the rows of a uni100 pass, so (from their measured uni100
+# passes, 34 s and 83 s) about 9 and 22 minutes per evaluation pass on 2 cores. Left out of
+# full-sort runs unless named.
 SLOW_IN_FULL_SORT = {"recbole.DIN", "recbole.DIEN"}
-# RecBole's DIEN alone takes about 10 minutes per epoch on 2 cores: left out of --quick.
-SLOW_FOR_QUICK = {"recbole.DIEN"}
+# --quick: the plugin's models, RecBole's DIN and GRU4Rec (about 8.5 minutes). RecBole's DIEN
+# alone takes about 10 minutes per epoch on 2 cores, and RecBole's next-item models re-encode the
+# history for each of the 101 candidates of a uni100 pass (SASRec: about 5 minutes a run).
+QUICK_MODELS = ["DIN", "DIEN", "DSIN", "recbole.DIN", "GRU4Rec"]
 
 # Plugin models at the hyper-parameters of RecBole's built-in of the same name (its
 # properties/model/<Model>.yaml): one embedding width and one MLP shape for every tower.
@@ -158,10 +161,8 @@ def plan(models, protocols, seeds, quick=False):
     without the runs too slow for the protocol (or for --quick)."""
     runs = []
     for protocol in protocols:
-        for model in models or DEFAULT_MODELS:
+        for model in models or (QUICK_MODELS if quick else DEFAULT_MODELS):
             if models is None and protocol == "fullsort" and model in SLOW_IN_FULL_SORT:
-                continue
-            if models is None and quick and model in SLOW_FOR_QUICK:
                 continue
             runs.extend((protocol, model, seed) for seed in seeds)
     return runs
@@ -364,8 +365,8 @@ def parse_args(argv=None):
                         help="a setting for every run (YAML value), e.g. --set train_batch_size=1024")
     parser.add_argument("--config_files", nargs="+", help="YAML files for every run")
     parser.add_argument("--timeout", type=float, help="seconds after which a run is stopped and recorded as timeout")
-    parser.add_argument("--quick", action="store_true", help="default protocol, 1 seed, 1 epoch, without "
-                        f"{', '.join(sorted(SLOW_FOR_QUICK))} unless --models names it")
+    parser.add_argument("--quick", action="store_true", help="default protocol, 1 seed, 1 epoch, and unless "
+                        f"--models is given: {' '.join(QUICK_MODELS)}")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

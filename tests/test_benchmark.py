@@ -1,0 +1,109 @@
+"""The benchmark runner: real child runs on tiny data, resume, failures, the report."""
+import csv
+
+import pytest
+import yaml
+
+from recbole_dien import benchmark
+
+TINY_MODEL_SIZES = {"embedding_size": 4, "attention_mlp_sizes": [8], "mlp_hidden_size": [8]}
+
+
+@pytest.fixture
+def tiny_suite(tiny_config_dict, tmp_path):
+    """Arguments of run_suite for the tiny dataset: its settings go to the child runs as a YAML file."""
+    settings = {k: v for k, v in tiny_config_dict.items() if k not in ("epochs", "seed", "dataset")}
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(settings))
+    return {"dataset": "tiny", "protocols": ["default"], "epochs": 1, "out_dir": tmp_path / "results",
+            "config_files": [str(config_file)], "overrides": TINY_MODEL_SIZES, "log": lambda line: None}
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_suite_writes_csv_markdown_and_plots_and_reports_a_failing_model(tiny_suite):
+    runs = benchmark.run_suite(models=["DIN", "DSIN", "NoSuchModel"], seeds=[1], **tiny_suite)
+    out = tiny_suite["out_dir"]
+
+    rows = read_csv(out / "runs.csv")
+    assert [(r["model"], r["seed"], r["status"]) for r in rows] == [
+        ("DIN", "1", "ok"), ("DSIN", "1", "ok"), ("NoSuchModel", "1", "failed")]
+    assert rows == [{k: str(v) for k, v in r.items()} for r in runs]
+    for row in rows[:2]:
+        assert 0.0 <= float(row["test:auc"]) <= 1.0 and float(row["valid:auc"]) >= 0.0
+        assert float(row["test:logloss"]) > 0.0
+        assert row["epochs"] == "1" and row["best_epoch"] == "1"
+        assert float(row["train_s_per_epoch"]) > 0 and float(row["valid_s"]) > 0 and float(row["test_s"]) > 0
+        assert int(row["parameters"]) > 0 and float(row["peak_rss_mb"]) > 100
+    assert rows[0]["model_class"] == "recbole_dien.model.din.DIN"
+    assert "unknown model 'NoSuchModel'" in rows[2]["error"]
+
+    report = (out / "results.md").read_text()
+    assert "### tiny, protocol `default` (epochs=1;" in report
+    assert "| `DIN` | 1 | " in report and "| `DSIN` | 1 | " in report
+    assert "| `NoSuchModel` | failed: " in report
+    for name in ("tiny-default-metrics.png", "tiny-default-time.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def fake_child(calls, fail=()):
+    def run_in_child(spec, timeout):
+        calls.append((spec["protocol"], spec["entry"], spec["seed"]))
+        if spec["entry"] in fail:
+            return "failed", "RuntimeError: boom", {}
+        return "ok", "", {"model_class": "x.Y", "probabilistic": True, "epochs": 1, "best_epoch": 1,
+                          "train_s_per_epoch": 2.0 + spec["seed"], "valid_s": 1.0, "test_s": 1.0,
+                          "parameters": 10, "peak_rss_mb": 500.0,
+                          "valid": {"auc": 0.5}, "test": {"auc": 0.6 + spec["seed"] / 100, "logloss": 0.4}}
+    return run_in_child
+
+
+def test_resume_skips_recorded_runs_failed_ones_included(tiny_suite, monkeypatch):
+    calls = []
+    monkeypatch.setattr(benchmark, "run_in_child", fake_child(calls, fail={"B"}))
+    benchmark.run_suite(models=["A", "B"], seeds=[1, 2], **tiny_suite)
+    assert calls == [("default", "A", 1), ("default", "A", 2), ("default", "B", 1), ("default", "B", 2)]
+
+    calls.clear()
+    runs = benchmark.run_suite(models=["A", "B"], seeds=[1, 2, 3], **tiny_suite)
+    assert calls == [("default", "A", 3), ("default", "B", 3)]
+    assert len(runs) == 6
+
+    calls.clear()  # other settings are other runs
+    benchmark.run_suite(models=["A"], seeds=[1], **{**tiny_suite, "epochs": 2})
+    assert calls == [("default", "A", 1)]
+
+    report = (tiny_suite["out_dir"] / "results.md").read_text()
+    assert "epochs=2" in report and "| `B` |" not in report  # the report covers one setting
+
+
+def test_markdown_gives_mean_and_std_over_seeds_and_marks_non_probabilistic_logloss():
+    def row(model, seed, auc, probabilistic=True, status="ok"):
+        return {"protocol": "default", "model": model, "seed": seed, "status": status, "error": "",
+                "probabilistic": str(probabilistic), "test:auc": auc, "test:logloss": 0.5, "epochs": 1,
+                "train_s_per_epoch": 10.0, "valid_s": 2.0, "parameters": 1000, "peak_rss_mb": 900}
+
+    runs = [row("A", 1, 0.80), row("A", 2, 0.82), row("A", 3, 0.84), row("GRU4Rec", 1, 0.7, probabilistic=False),
+            {**row("C", 1, ""), "status": "timeout", "error": "no result within 5 s"}, row("C", 2, 0.9)]
+    table = benchmark.markdown(runs, "ml-100k", "epochs=1")
+    assert "| `A` | 3 | 0.8200 ± 0.0200 | 0.5000 ± 0.0000 | 1.0 ± 0.0 | 10.0 ± 0.0 |" in table
+    assert "| `GRU4Rec` | 1 | 0.7000 | n/a |" in table
+    assert "| `C` | 1 (1 timeout) | 0.9000 |" in table
+
+
+def test_plan_leaves_slow_built_ins_out_of_full_sort_and_quick_unless_named():
+    default = benchmark.plan(None, ["default", "fullsort"], [1])
+    assert ("default", "recbole.DIEN", 1) in default and ("fullsort", "DIEN", 1) in default
+    assert ("fullsort", "recbole.DIN", 1) not in default and ("fullsort", "recbole.DIEN", 1) not in default
+    quick = benchmark.plan(None, ["default"], [1], quick=True)
+    assert [model for _, model, _ in quick] == ["DIN", "DIEN", "DSIN", "recbole.DIN", "GRU4Rec"]
+    named = benchmark.plan(["recbole.DIEN"], ["fullsort"], [1, 2], quick=True)
+    assert named == [("fullsort", "recbole.DIEN", 1), ("fullsort", "recbole.DIEN", 2)]
+
+
+def test_command_line_rejects_a_malformed_setting(capsys):
+    assert benchmark.main(["--set", "epochs", "--out", "unused"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
