@@ -23,8 +23,8 @@ from recbole_dien.benchmark import measure
 
 def run_child(entry, dataset, epochs, overrides):
     """Train and test one entry in this process; print one JSON line of measurements."""
-    seed = overrides.pop("seed", 2020)
-    print(json.dumps({"entry": entry, **measure(entry, dataset, "default", seed, epochs, overrides)}))
+    seed, protocol = overrides.pop("seed", 2020), overrides.pop("protocol", "default")
+    print(json.dumps({"entry": entry, **measure(entry, dataset, protocol, seed, epochs, overrides)}))
 
 
 def markdown(rows, metric):

@@ -36,8 +36,10 @@ def user_row(dataset_split, dataset, user_token):
 def default_candidates(row, dataset, count, seed):
     """The row's target and ``count`` items the user never interacted with."""
     iid_field, uid_field = dataset.iid_field, dataset.uid_field
-    rated = set(dataset.inter_feat[iid_field][dataset.inter_feat[uid_field] == row[uid_field][0]].tolist())
-    rated |= set(row[dataset.config["ITEM_ID_FIELD"] + dataset.config["LIST_SUFFIX"]][0].tolist())
+    users_rows = dataset.inter_feat[dataset.inter_feat[uid_field] == row[uid_field][0]]
+    # targets of the user's rows, and their histories (a user's first item is never a target)
+    histories = users_rows[iid_field + dataset.config["LIST_SUFFIX"]]
+    rated = set(users_rows[iid_field].tolist()) | set(histories.flatten().tolist())
     unrated = np.array([i for i in range(1, dataset.item_num) if i not in rated])
     picked = np.random.default_rng(seed).choice(unrated, size=min(count, len(unrated)), replace=False)
     return [int(row[iid_field][0])] + sorted(picked.tolist())
@@ -47,7 +49,8 @@ def default_candidates(row, dataset, count, seed):
 def attention_for(model, row, candidates):
     """Attention weights (name -> [N, positions]) and click probabilities [N] of each candidate."""
     batch = row.repeat(len(candidates))
-    batch.update(Interaction({model.ITEM_ID: torch.tensor(candidates, dtype=torch.long)}))
+    device = row[model.ITEM_ID].device
+    batch.update(Interaction({model.ITEM_ID: torch.tensor(candidates, dtype=torch.long, device=device)}))
     model.eval()
     weights = {name: w.cpu().numpy() for name, w in model.attention_weights(batch).items()}
     return weights, model.predict(batch).cpu().numpy()
@@ -67,7 +70,7 @@ def column_labels(model, row, dataset):
             labels.append(f"session {age} ({n} items)")
         return labels
     length = int(row[model.ITEM_SEQ_LEN][0])
-    tokens = dataset.id2token(dataset.iid_field, row[model.ITEM_SEQ][0, :length].numpy())
+    tokens = dataset.id2token(dataset.iid_field, row[model.ITEM_SEQ][0, :length].cpu().numpy())
     return [str(t) for t in tokens]
 
 
@@ -113,6 +116,7 @@ def plot_attention(checkpoint, user, items=None, output="attention.png", count=4
             raise RecBoleDienError(f"unknown item: {error}") from None
     else:
         candidates = default_candidates(row, dataset, count, config["seed"])
+    row = row.to(config["device"])
     weights, probabilities = attention_for(model, row, candidates)
     target = int(row[dataset.iid_field][0])
     tokens = dataset.id2token(dataset.iid_field, np.array(candidates))

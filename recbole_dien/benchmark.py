@@ -10,17 +10,19 @@ trained (early stopping may end a run before ``--epochs``) and the best one, sec
 validation pass and of the test pass, trainable parameters and the process's peak resident
 memory. A run already in the CSV (same dataset, protocol, model, seed and settings) is not run
 again, so an interrupted suite resumes where it stopped; a run that fails or times out is
-recorded with its error and the suite goes on. ``<out>/results.md`` holds one table per protocol
-(mean +- std over seeds) and ``<out>/<dataset>-<protocol>-*.png`` the plots.
+recorded with its error and the suite goes on (``--retry-failed`` runs those again).
+``<out>/results.md`` holds one table per settings and protocol (mean +- std over seeds) and
+``<out>/<dataset>-<protocol>-<settings>-{metrics,time}.png`` the plots.
 
 A model is any name ``run_recbole.py`` takes (``DIN`` is this package's, ``recbole.DIN``
 RecBole's, ``GRU4Rec`` ...) or a preset from ``PRESETS``.
 """
 import argparse
 import csv
+import hashlib
 import json
 import math
-import os
+import re
 import resource
 import shutil
 import subprocess
@@ -54,6 +56,10 @@ PRESETS = {
     "DIEN@recbole-hparams": ("DIEN", {**RECBOLE_SIZES, "aux_mlp_sizes": [256, 256, 256], "aux_activation": "none"}),
 }
 
+# set by the runner for each run, not through --set (checkpoints go to a temporary folder, deleted
+# after the test); the value says which argument to use instead
+RESERVED_SETTINGS = {"epochs": "--epochs", "seed": "--seeds", "protocol": "--protocols",
+                     "checkpoint_dir": "nothing: each run uses a temporary folder"}
 KEY_FIELDS = ["dataset", "protocol", "model", "seed", "settings"]
 RUN_FIELDS = KEY_FIELDS + ["status", "error", "model_class", "probabilistic", "epochs", "best_epoch",
                            "train_s_per_epoch", "valid_s", "test_s", "parameters", "peak_rss_mb", "wall_s"]
@@ -75,6 +81,9 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
     from recbole_dien import Config, create_dataset
 
     model_name, preset = resolve(entry)
+    reserved = set(RESERVED_SETTINGS) & set(overrides or {})
+    if reserved:
+        raise ValueError(f"set {', '.join(sorted(reserved))} through the runner's own arguments, not as settings")
     checkpoint_dir = tempfile.mkdtemp(prefix="recbole-dien-bench-")
     settings = {**preset, **(overrides or {}), "epochs": epochs, "seed": seed, "protocol": protocol,
                 "checkpoint_dir": checkpoint_dir}
@@ -90,21 +99,18 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
         seconds = {"train": [], "valid": []}
-        valid_scores = []
 
         def timed(kind, method):
             def wrapper(*args, **kwargs):
                 start = time.perf_counter()
                 result = method(*args, **kwargs)
                 seconds[kind].append(time.perf_counter() - start)
-                if kind == "valid":
-                    valid_scores.append(result[0])
                 return result
             return wrapper
 
         trainer._train_epoch = timed("train", trainer._train_epoch)
         trainer._valid_epoch = timed("valid", trainer._valid_epoch)
-        best_score, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
+        _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
         start = time.perf_counter()
         test = trainer.evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
         test_seconds = time.perf_counter() - start
@@ -115,7 +121,8 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
         # next-item models (cross-entropy / BPR) score with unbounded logits: LogLoss means nothing for them
         "probabilistic": config["loss_type"] not in ("CE", "BPR") if "loss_type" in config else True,
         "epochs": len(seconds["train"]),
-        "best_epoch": valid_scores.index(best_score) + 1 if best_score in valid_scores else "",
+        # as RecBole counts it: the last validation that tied or beat the best is the saved model
+        "best_epoch": (len(seconds["valid"]) - trainer.cur_step) * trainer.eval_step if seconds["valid"] else "",
         "train_s_per_epoch": sum(seconds["train"]) / len(seconds["train"]),
         "valid_s": sum(seconds["valid"]) / max(len(seconds["valid"]), 1),
         "test_s": test_seconds,
@@ -129,10 +136,18 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
 # ---------------------------------------------------------------------------- the suite
 
 def settings_label(epochs, overrides, config_files):
-    """The settings of a run that decide whether a recorded run can stand for it."""
+    """The settings of a run that decide whether a recorded run can stand for it (a config file
+    by name and a digest of its content)."""
     parts = [f"epochs={epochs}"] + [f"{k}={json.dumps(overrides[k])}" for k in sorted(overrides)]
-    parts += [f"config={Path(f).name}" for f in config_files or []]
+    for path in config_files or []:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+        parts.append(f"config={Path(path).name}@{digest}")
     return ";".join(parts)
+
+
+def settings_slug(settings):
+    """``settings`` as a file-name part: epochs=1;stopping_step=2 -> epochs1_stopping_step2."""
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "", settings.replace(";", "_").replace("=", ""))[:80]
 
 
 def read_runs(path):
@@ -191,15 +206,19 @@ def flatten(measurements):
 
 
 def run_suite(models, protocols, seeds, epochs, dataset, out_dir, overrides=None, config_files=None,
-              timeout=None, quick=False, log=print):
-    """Run every planned run (see ``plan``) not yet in ``<out_dir>/runs.csv``; write the CSV,
-    the markdown and the plots of every run recorded with the same dataset and settings."""
+              timeout=None, quick=False, retry_failed=False, log=print):
+    """Run every planned run (see ``plan``) not yet in ``<out_dir>/runs.csv`` (with
+    ``retry_failed``, also those recorded as failed or timed out, whose rows are replaced); write
+    the CSV, the markdown of every setting recorded for the dataset and the plots of this one."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "runs.csv"
     overrides = dict(overrides or {})
     settings = settings_label(epochs, overrides, config_files)
     runs = read_runs(csv_path)
+    if retry_failed:
+        runs = [run for run in runs
+                if run["status"] == "ok" or run["settings"] != settings or run["dataset"] != dataset]
     recorded = {run_key(run) for run in runs}
     planned = plan(models, protocols, seeds, quick)
     todo = [(p, m, s) for p, m, s in planned if (dataset, p, m, str(s), settings) not in recorded]
@@ -221,9 +240,9 @@ def run_suite(models, protocols, seeds, epochs, dataset, out_dir, overrides=None
         summary = ", ".join(f"{k[5:]} {v:.4f}" for k, v in row.items() if k.startswith("test:")) or error
         log(f"[{done_count + 1}/{len(todo)}] {protocol} {model} seed {seed}: {status} in {wall:.0f} s "
             f"({summary}); about {eta / 60:.0f} min left")
-    runs = [run for run in read_runs(csv_path) if run["settings"] == settings and run["dataset"] == dataset]
-    write_report(runs, out_dir, dataset, settings)
-    return runs
+    runs = [run for run in read_runs(csv_path) if run["dataset"] == dataset]
+    write_report(runs, out_dir, dataset)
+    return [run for run in runs if run["settings"] == settings]
 
 
 # ---------------------------------------------------------------------------- report
@@ -256,16 +275,17 @@ def _metric_order(metric):
 
 
 def summarize(runs):
-    """Per protocol, per model (in first-seen order): the runs that succeeded and those that did not."""
+    """Per (settings, protocol), per model, in first-seen order: the model's runs."""
     table = OrderedDict()
     for run in runs:
-        table.setdefault(run["protocol"], OrderedDict()).setdefault(run["model"], []).append(run)
+        table.setdefault((run["settings"], run["protocol"]), OrderedDict()).setdefault(run["model"], []).append(run)
     return table
 
 
-def markdown(runs, dataset, settings):
+def markdown(runs, dataset):
+    """One table per (settings, protocol) of ``runs``."""
     lines = []
-    for protocol, by_model in summarize(runs).items():
+    for (settings, protocol), by_model in summarize(runs).items():
         protocol_runs = [r for rs in by_model.values() for r in rs]
         metrics = metric_columns(protocol_runs)
         lines += [f"### {dataset}, protocol `{protocol}` ({settings})", "",
@@ -277,7 +297,8 @@ def markdown(runs, dataset, settings):
             failed = [r for r in model_runs if r["status"] != "ok"]
             if not ok:
                 reason = failed[-1]["error"].replace("|", "/")
-                lines.append(f"| `{model}` | {failed[-1]['status']}: {reason} |" + " |" * (len(metrics) + len(TIMING_COLUMNS)))
+                empty = " |" * (len(metrics) + len(TIMING_COLUMNS))
+                lines.append(f"| `{model}` | {failed[-1]['status']}: {reason} |{empty}")
                 continue
             cells = []
             for metric in metrics:
@@ -300,9 +321,10 @@ def plot(runs, out_dir, dataset):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     paths = []
-    for protocol, by_model in summarize(runs).items():
+    for (settings, protocol), by_model in summarize(runs).items():
         ok = OrderedDict((m, [r for r in rs if r["status"] == "ok"]) for m, rs in by_model.items())
         ok = OrderedDict((m, rs) for m, rs in ok.items() if rs)
         if not ok:
@@ -312,40 +334,49 @@ def plot(runs, out_dir, dataset):
 
         def stats(field):
             values = [[v for v in map(_number, (r.get(field) for r in ok[m])) if v is not None] for m in models]
-            return ([mean(v) if v else 0.0 for v in values], [stdev(v) if len(v) > 1 else 0.0 for v in values])
+            return ([mean(v) if v else math.nan for v in values], [stdev(v) if len(v) > 1 else 0.0 for v in values])
 
-        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) * max(len(metrics), 1) / 2), 4))
-        width = 0.8 / max(len(metrics), 1)
-        for i, metric in enumerate(metrics):
+        name = f"{dataset}-{protocol}-{settings_slug(settings)}"
+
+        # one panel per metric, each on its own scale; AUC-like metrics from 0.5 (a random ranking)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(max(6, 0.75 * len(models)) * len(metrics), 4),
+                                 squeeze=False)
+        for ax, metric in zip(axes[0], metrics):
             means, stds = stats(f"test:{metric}")
-            ax.bar([x + i * width for x in range(len(models))], means, width, yerr=stds, capsize=3, label=metric)
-        ax.set_xticks([x + width * (len(metrics) - 1) / 2 for x in range(len(models))])
-        ax.set_xticklabels(models, rotation=30, ha="right")
-        ax.set_ylabel("test metric")
-        ax.set_title(f"{dataset}, protocol {protocol}: test metrics (mean ± std over seeds)")
-        ax.legend()
+            bars = ax.bar(range(len(models)), means, yerr=stds, capsize=3, color="tab:blue")
+            ax.bar_label(bars, labels=["" if math.isnan(m) else f"{m:.3f}" for m in means], fontsize=7, padding=2)
+            tops = [m + d for m, d in zip(means, stds) if not math.isnan(m)]
+            if "auc" in metric and tops and min(means) > 0.5:
+                ax.set_ylim(0.5, min(1.0, max(tops) + 0.05))
+            ax.set_xticks(range(len(models)))
+            ax.set_xticklabels(models, rotation=30, ha="right")
+            ax.set_title(f"test {metric}")
+        fig.suptitle(f"{dataset}, protocol {protocol} ({settings}): mean ± std over seeds")
         fig.tight_layout()
-        paths.append(out_dir / f"{dataset}-{protocol}-metrics.png")
+        paths.append(out_dir / f"{name}-metrics.png")
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
 
         fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(models)), 4))
         means, stds = stats("train_s_per_epoch")
-        ax.bar(range(len(models)), means, yerr=stds, capsize=3, color="tab:gray")
+        bars = ax.bar(range(len(models)), means, yerr=stds, capsize=3, color="tab:gray")
+        ax.bar_label(bars, labels=["" if math.isnan(m) else f"{m:.0f} s" for m in means], fontsize=7, padding=2)
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, rotation=30, ha="right")
-        ax.set_ylabel("train seconds per epoch")
+        ax.set_ylabel("train seconds per epoch (log scale)")
         ax.set_yscale("log")
-        ax.set_title(f"{dataset}, protocol {protocol}: training time per epoch")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(f"{dataset}, protocol {protocol} ({settings}): training time per epoch")
         fig.tight_layout()
-        paths.append(out_dir / f"{dataset}-{protocol}-time.png")
+        paths.append(out_dir / f"{name}-time.png")
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
     return paths
 
 
-def write_report(runs, out_dir, dataset, settings):
-    (Path(out_dir) / "results.md").write_text(markdown(runs, dataset, settings), encoding="utf-8")
+def write_report(runs, out_dir, dataset):
+    (Path(out_dir) / "results.md").write_text(markdown(runs, dataset), encoding="utf-8")
     plot(runs, Path(out_dir), dataset)
 
 
@@ -356,7 +387,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", help=f"default: {' '.join(DEFAULT_MODELS)}")
     parser.add_argument("--protocols", nargs="+", help=f"default: {' '.join(PROTOCOLS)} (--quick: default)")
-    parser.add_argument("--seeds", nargs="+", type=int, help=f"default: {' '.join(map(str, DEFAULT_SEEDS))} (--quick: 2020)")
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help=f"default: {' '.join(map(str, DEFAULT_SEEDS))} (--quick: {DEFAULT_SEEDS[0]})")
     parser.add_argument("--epochs", type=int, help="at most this many epochs per run, early stopping on "
                         "validation after 2 epochs without improvement (default 4; --quick: 1)")
     parser.add_argument("--dataset", default="ml-100k")
@@ -365,6 +397,7 @@ def parse_args(argv=None):
                         help="a setting for every run (YAML value), e.g. --set train_batch_size=1024")
     parser.add_argument("--config_files", nargs="+", help="YAML files for every run")
     parser.add_argument("--timeout", type=float, help="seconds after which a run is stopped and recorded as timeout")
+    parser.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed or timeout")
     parser.add_argument("--quick", action="store_true", help="default protocol, 1 seed, 1 epoch, and unless "
                         f"--models is given: {' '.join(QUICK_MODELS)}")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -389,8 +422,9 @@ def main(argv=None):
     overrides = {"stopping_step": 2}
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep:
-            print(f"--set {item}: expected KEY=VALUE", file=sys.stderr)
+        if not sep or key in RESERVED_SETTINGS:
+            reason = f"set by the runner; use {RESERVED_SETTINGS[key]}" if sep else "expected KEY=VALUE"
+            print(f"--set {item}: {reason}", file=sys.stderr)
             return 2
         overrides[key] = yaml.safe_load(value)
     run_suite(
@@ -399,7 +433,8 @@ def main(argv=None):
         seeds=args.seeds or (DEFAULT_SEEDS[:1] if args.quick else DEFAULT_SEEDS),
         epochs=args.epochs or (1 if args.quick else 4),
         dataset=args.dataset, out_dir=args.out, overrides=overrides, config_files=args.config_files,
-        timeout=args.timeout, quick=args.quick, log=lambda line: print(line, flush=True),
+        timeout=args.timeout, quick=args.quick, retry_failed=args.retry_failed,
+        log=lambda line: print(line, flush=True),
     )
     print(f"wrote {Path(args.out) / 'runs.csv'}, {Path(args.out) / 'results.md'} and the plots", flush=True)
     return 0

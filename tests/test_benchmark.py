@@ -31,7 +31,8 @@ def test_suite_writes_csv_markdown_and_plots_and_reports_a_failing_model(tiny_su
     rows = read_csv(out / "runs.csv")
     assert [(r["model"], r["seed"], r["status"]) for r in rows] == [
         ("DIN", "1", "ok"), ("DSIN", "1", "ok"), ("NoSuchModel", "1", "failed")]
-    assert rows == [{k: str(v) for k, v in r.items()} for r in runs]
+    assert [r["model"] for r in runs] == ["DIN", "DSIN", "NoSuchModel"]
+    assert rows[0]["settings"].startswith("epochs=1;") and ";config=tiny.yaml@" in rows[0]["settings"]
     for row in rows[:2]:
         assert 0.0 <= float(row["test:auc"]) <= 1.0 and float(row["valid:auc"]) >= 0.0
         assert float(row["test:logloss"]) > 0.0
@@ -45,7 +46,10 @@ def test_suite_writes_csv_markdown_and_plots_and_reports_a_failing_model(tiny_su
     assert "### tiny, protocol `default` (epochs=1;" in report
     assert "| `DIN` | 1 | " in report and "| `DSIN` | 1 | " in report
     assert "| `NoSuchModel` | failed: " in report
-    for name in ("tiny-default-metrics.png", "tiny-default-time.png"):
+    plots = sorted(p.name for p in out.glob("*.png"))
+    assert len(plots) == 2 and plots[0].startswith("tiny-default-epochs1_")
+    assert plots[0].endswith("-metrics.png") and plots[1].endswith("-time.png")
+    for name in plots:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -75,20 +79,39 @@ def test_resume_skips_recorded_runs_failed_ones_included(tiny_suite, monkeypatch
     calls.clear()  # other settings are other runs
     benchmark.run_suite(models=["A"], seeds=[1], **{**tiny_suite, "epochs": 2})
     assert calls == [("default", "A", 1)]
-
     report = (tiny_suite["out_dir"] / "results.md").read_text()
-    assert "epochs=2" in report and "| `B` |" not in report  # the report covers one setting
+    assert report.count("### tiny, protocol `default` (epochs=") == 2  # one table per settings
+
+    calls.clear()  # an edited config file is another setting
+    config_file = tiny_suite["config_files"][0]
+    with open(config_file, "a") as f:
+        f.write("train_batch_size: 32\n")
+    benchmark.run_suite(models=["A"], seeds=[1], **tiny_suite)
+    assert calls == [("default", "A", 1)]
+
+
+def test_retry_failed_runs_only_the_failed_ones_again(tiny_suite, monkeypatch):
+    calls = []
+    monkeypatch.setattr(benchmark, "run_in_child", fake_child(calls, fail={"B"}))
+    benchmark.run_suite(models=["A", "B"], seeds=[1], **tiny_suite)
+    calls.clear()
+    monkeypatch.setattr(benchmark, "run_in_child", fake_child(calls))
+    runs = benchmark.run_suite(models=["A", "B"], seeds=[1], retry_failed=True, **tiny_suite)
+    assert calls == [("default", "B", 1)]
+    assert [(r["model"], r["status"]) for r in runs] == [("A", "ok"), ("B", "ok")]
 
 
 def test_markdown_gives_mean_and_std_over_seeds_and_marks_non_probabilistic_logloss():
     def row(model, seed, auc, probabilistic=True, status="ok"):
-        return {"protocol": "default", "model": model, "seed": seed, "status": status, "error": "",
+        return {"settings": "epochs=1", "protocol": "default", "model": model, "seed": seed, "status": status,
+                "error": "",
                 "probabilistic": str(probabilistic), "test:auc": auc, "test:logloss": 0.5, "epochs": 1,
                 "train_s_per_epoch": 10.0, "valid_s": 2.0, "parameters": 1000, "peak_rss_mb": 900}
 
     runs = [row("A", 1, 0.80), row("A", 2, 0.82), row("A", 3, 0.84), row("GRU4Rec", 1, 0.7, probabilistic=False),
             {**row("C", 1, ""), "status": "timeout", "error": "no result within 5 s"}, row("C", 2, 0.9)]
-    table = benchmark.markdown(runs, "ml-100k", "epochs=1")
+    table = benchmark.markdown(runs, "ml-100k")
+    assert "### ml-100k, protocol `default` (epochs=1)" in table
     assert "| `A` | 3 | 0.8200 ± 0.0200 | 0.5000 ± 0.0000 | 1.0 ± 0.0 | 10.0 ± 0.0 |" in table
     assert "| `GRU4Rec` | 1 | 0.7000 | n/a |" in table
     assert "| `C` | 1 (1 timeout) | 0.9000 |" in table
@@ -104,6 +127,10 @@ def test_plan_leaves_slow_built_ins_out_of_full_sort_and_quick_unless_named():
     assert named == [("fullsort", "recbole.DIEN", 1), ("fullsort", "recbole.DIEN", 2)]
 
 
-def test_command_line_rejects_a_malformed_setting(capsys):
+def test_command_line_rejects_malformed_and_runner_owned_settings(capsys):
     assert benchmark.main(["--set", "epochs", "--out", "unused"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert benchmark.main(["--set", "seed=3", "--out", "unused"]) == 2
+    assert "--set seed=3: set by the runner; use --seeds" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="set epochs through the runner's own arguments"):
+        benchmark.measure("DIN", "tiny", overrides={"epochs": 3})

@@ -137,7 +137,8 @@ class DIEN(AttentionCTRRecommender):
             return x if index is None or x is None else x.index_select(0, index)
 
         states, lengths = take(interests["states"]), take(interests["lengths"])
-        attention = self.attention_weights_of(interests, target, take)                            # [R, L]
+        attention = self.attention_weights_of(target, states, take(interests["attention_keys"]),
+                                              take(interests["mask"]))                            # [R, L]
         evolved = self.interest_evolution(states, attention, lengths, take(interests["evolution_inputs"]))  # [R, H]
         features = [evolved, target, take(interests["profile"])]
         if self.history_sum_features:
@@ -145,11 +146,10 @@ class DIEN(AttentionCTRRecommender):
             features += [history_sum, target * history_sum]
         return self.prediction(self.mlp(torch.cat(features, dim=-1))).squeeze(-1)
 
-    def attention_weights_of(self, interests, target, take):
-        """a_t of eq. 8 for each (distinct history ``take`` selects, candidate) pair: [R, L]."""
-        scores = self.attention(self.query_projection(target), take(interests["states"]),
-                                take(interests["attention_keys"]))
-        mask = take(interests["mask"])
+    def attention_weights_of(self, target, states, keys, mask):
+        """a_t of eq. 8 for (history, candidate) pairs: target [R, D], the pairs' interest states
+        [R, L, H], their precomputed attention keys and mask [R, L] -> [R, L]."""
+        scores = self.attention(self.query_projection(target), states, keys)
         # without softmax the scores still steer gates, so they are squashed into (0, 1)
         return masked_softmax(scores, mask) if self.attention_softmax else torch.sigmoid(scores) * mask
 
@@ -157,7 +157,9 @@ class DIEN(AttentionCTRRecommender):
         """The attention of each row's candidate on each interest state: ``{"interest states": [B, L]}``."""
         interests = self.extract_interests(interaction)
         target = self.item_embedding(interaction[self.ITEM_ID])
-        weights = self.attention_weights_of(interests, target, lambda x: x.index_select(0, interests["inverse"]))
+        rows = interests["inverse"]
+        weights = self.attention_weights_of(target, interests["states"][rows], interests["attention_keys"][rows],
+                                            interests["mask"][rows])
         return {"interest states": weights}
 
     def forward(self, interaction, interests=None):
