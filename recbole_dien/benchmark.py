@@ -128,8 +128,9 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
         "test_s": test_seconds,
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "valid": dict(best_valid),
-        "test": dict(test),
+        # RecBole's ranking metrics come back as numpy scalars
+        "valid": {metric: float(value) for metric, value in best_valid.items()},
+        "test": {metric: float(value) for metric, value in test.items()},
     }
 
 

@@ -1,5 +1,6 @@
 """The benchmark runner: real child runs on tiny data, resume, failures, the report."""
 import csv
+import json
 
 import pytest
 import yaml
@@ -51,6 +52,16 @@ def test_suite_writes_csv_markdown_and_plots_and_reports_a_failing_model(tiny_su
     assert plots[0].endswith("-metrics.png") and plots[1].endswith("-time.png")
     for name in plots:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_full_sort_measurements_are_plain_json(tiny_config_dict, tmp_path):
+    full_sort = {"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+                 "metrics": ["Hit", "NDCG", "GAUC"], "topk": [5], "valid_metric": "NDCG@5"}
+    settings = {**{k: v for k, v in tiny_config_dict.items() if k not in ("epochs", "seed", "checkpoint_dir")},
+                **full_sort, **TINY_MODEL_SIZES}
+    result = benchmark.measure("DSIN", "tiny", overrides=settings)
+    assert set(result["test"]) == {"hit@5", "ndcg@5", "gauc"}
+    assert json.loads(json.dumps(result))["test"] == result["test"]  # numpy scalars would not serialise
 
 
 def fake_child(calls, fail=()):
