@@ -151,3 +151,18 @@ def test_empty_sessions_are_excluded_downstream(dsin_setup):
     for scores in model.attention_scores(sessions, target):
         from recbole_dien.model.layers import masked_softmax
         assert torch.all(masked_softmax(scores, sessions["mask"])[empty] == 0)
+
+
+def test_normalised_timestamps_are_a_clear_error(tiny_model):
+    with pytest.raises(DatasetError, match="normalises the time field 'timestamp'.*set normalize_all: False"):
+        tiny_model("DSIN", normalize_all=True)
+    with pytest.raises(DatasetError, match="normalize_field"):
+        tiny_model("DSIN", normalize_field=["timestamp"])
+
+
+def test_ml_100k_protocol_keeps_timestamps_in_seconds():
+    from recbole_dien import Config
+
+    for protocol in ("default", "fullsort", "labeled"):
+        config = Config("DSIN", "ml-100k", config_dict={"protocol": protocol}, cmd_args=[])
+        assert config["normalize_all"] is False and not config["normalize_field"]

@@ -87,6 +87,13 @@ class DSIN(AttentionCTRRecommender):
                 f"DSIN splits behaviours into sessions by time, but the dataset has no '{self.TIME_SEQ}': "
                 f"load the time column (TIME_FIELD='{time_field}') in load_col['inter']"
             )
+        if config["normalize_all"] or time_field in (config["normalize_field"] or []):
+            # RecBole's min-max normalisation would put every gap far below session_gap: one session
+            raise DatasetError(
+                f"DSIN cuts sessions at gaps of session_gap seconds, but the config normalises the time field "
+                f"'{time_field}' (normalize_all: True, which RecBole's own ml-100k.yaml sets, or normalize_field): "
+                f"set normalize_all: False or leave '{time_field}' out of normalize_field"
+            )
         self.session_gap = hp["session_gap"]
         self.max_sessions = hp["max_sessions"]
         self.max_session_length = hp["max_session_length"]
