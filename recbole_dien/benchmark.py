@@ -256,12 +256,12 @@ def _number(value):
     return None if math.isnan(number) else number
 
 
-def _mean_std(values, fmt):
+def _mean_std(values, fmt, spread=True):
     values = [v for v in map(_number, values) if v is not None]
     if not values:
         return "—"
-    if len(values) == 1:
-        return fmt.format(values[0])
+    if len(values) == 1 or not spread:
+        return fmt.format(values[0]) if len(set(values)) == 1 else fmt.format(mean(values))
     return f"{fmt.format(mean(values))} ± {fmt.format(stdev(values))}"
 
 
@@ -276,11 +276,17 @@ def _metric_order(metric):
 
 
 def summarize(runs):
-    """Per (settings, protocol), per model, in first-seen order: the model's runs."""
+    """Per (settings, protocol) in first-seen order, per model (the default models in their order,
+    then the others as first seen): the model's runs."""
     table = OrderedDict()
     for run in runs:
         table.setdefault((run["settings"], run["protocol"]), OrderedDict()).setdefault(run["model"], []).append(run)
-    return table
+
+    def model_order(model):
+        return DEFAULT_MODELS.index(model) if model in DEFAULT_MODELS else len(DEFAULT_MODELS)
+
+    return OrderedDict((group, OrderedDict(sorted(by_model.items(), key=lambda item: model_order(item[0]))))
+                       for group, by_model in table.items())
 
 
 def markdown(runs, dataset):
@@ -307,7 +313,9 @@ def markdown(runs, dataset):
                     cells.append("n/a")  # unbounded logits, not probabilities
                 else:
                     cells.append(_mean_std([r.get(f"test:{metric}") for r in ok], "{:.4f}"))
-            cells += [_mean_std([r.get(field) for r in ok], fmt) for field, _, fmt in TIMING_COLUMNS]
+            # a model's parameter count does not vary over seeds
+            cells += [_mean_std([r.get(field) for r in ok], fmt, spread=field != "parameters")
+                      for field, _, fmt in TIMING_COLUMNS]
             seeds = f"{len(ok)}" + (f" ({len(failed)} {failed[-1]['status']})" if failed else "")
             lines.append(f"| `{model}` | {seeds} | " + " | ".join(cells) + " |")
         lines.append("")
