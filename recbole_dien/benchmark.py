@@ -1,7 +1,7 @@
 """Benchmark suite: models x protocols x seeds on one dataset, each run in its own process.
 
     python -m recbole_dien.benchmark --quick        # 5 models, default protocol, 1 seed, 1 epoch (< 10 min)
-    python -m recbole_dien.benchmark                # every protocol, 3 seeds, up to 4 epochs (hours)
+    python -m recbole_dien.benchmark                # every protocol, 3 seeds, 2 epochs (about 5 hours)
     python -m recbole_dien.benchmark --protocols labeled --models DIN DIEN recbole.DIN --seeds 1 2 3
 
 Runs go one after another (two torch processes on the same cores slow each other several-fold).
@@ -399,7 +399,7 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int,
                         help=f"default: {' '.join(map(str, DEFAULT_SEEDS))} (--quick: {DEFAULT_SEEDS[0]})")
     parser.add_argument("--epochs", type=int, help="at most this many epochs per run, early stopping on "
-                        "validation after 2 epochs without improvement (default 4; --quick: 1)")
+                        "validation after 2 epochs without improvement (default 2; --quick: 1)")
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--out", default="benchmarks/results", help="folder of runs.csv, results.md, *.png")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -440,7 +440,7 @@ def main(argv=None):
         models=args.models,
         protocols=args.protocols or (["default"] if args.quick else PROTOCOLS),
         seeds=args.seeds or (DEFAULT_SEEDS[:1] if args.quick else DEFAULT_SEEDS),
-        epochs=args.epochs or (1 if args.quick else 4),
+        epochs=args.epochs or (1 if args.quick else 2),
         dataset=args.dataset, out_dir=args.out, overrides=overrides, config_files=args.config_files,
         timeout=args.timeout, quick=args.quick, retry_failed=args.retry_failed,
         log=lambda line: print(line, flush=True),
