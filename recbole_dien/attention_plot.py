@@ -82,7 +82,7 @@ def draw(weights, probabilities, candidate_labels, columns, title, output):
 
     panels = list(weights.items())
     width = max(6.0, 0.22 * len(columns) + 3)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width, 1.2 + 0.45 * len(candidate_labels) * len(panels) + 1.2),
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width, 2.4 + 0.45 * len(candidate_labels) * len(panels)),
                              squeeze=False)
     rows = [f"{label}  p={p:.2f}" for label, p in zip(candidate_labels, probabilities)]
     for ax, (name, matrix) in zip(axes[:, 0], panels):

@@ -354,9 +354,9 @@ def plot(runs, out_dir, dataset):
             means, stds = stats(f"test:{metric}")
             bars = ax.bar(range(len(models)), means, yerr=stds, capsize=3, color="tab:blue")
             ax.bar_label(bars, labels=["" if math.isnan(m) else f"{m:.3f}" for m in means], fontsize=7, padding=2)
-            tops = [m + d for m, d in zip(means, stds) if not math.isnan(m)]
-            if "auc" in metric and tops and min(means) > 0.5:
-                ax.set_ylim(0.5, min(1.0, max(tops) + 0.05))
+            drawn = [(m, d) for m, d in zip(means, stds) if not math.isnan(m)]
+            if "auc" in metric and drawn and min(m for m, _ in drawn) > 0.5:
+                ax.set_ylim(0.5, min(1.0, max(m + d for m, d in drawn) + 0.05))
             ax.set_xticks(range(len(models)))
             ax.set_xticklabels(models, rotation=30, ha="right")
             ax.set_title(f"test {metric}")
