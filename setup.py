@@ -29,6 +29,7 @@ setup(
         "recbole_dien",
         "recbole_dien.model",
         "recbole_dien.data",
+        "recbole_dien.benchmark",
         "recbole_dien.props",
         "recbole_dien.dataset_configs",
     ],

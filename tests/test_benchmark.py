@@ -1,11 +1,14 @@
 """The benchmark runner: real child runs on tiny data, resume, failures, the report."""
 import csv
 import json
+import sys
 
 import pytest
 import yaml
 
 from recbole_dien import benchmark
+from recbole_dien.benchmark import __main__ as cli
+from recbole_dien.benchmark import pause, suite
 
 TINY_MODEL_SIZES = {"embedding_size": 4, "attention_mlp_sizes": [8], "mlp_hidden_size": [8]}
 
@@ -26,30 +29,37 @@ def read_csv(path):
 
 
 def test_suite_writes_csv_markdown_and_plots_and_reports_a_failing_model(tiny_suite):
-    runs = benchmark.run_suite(models=["DIN", "DSIN", "NoSuchModel"], seeds=[1], **tiny_suite)
+    runs = benchmark.run_suite(models=["DIN", "DSIN", "NoSuchModel"], seeds=[1], **{**tiny_suite, "epochs": 2})
     out = tiny_suite["out_dir"]
 
     rows = read_csv(out / "runs.csv")
     assert [(r["model"], r["seed"], r["status"]) for r in rows] == [
         ("DIN", "1", "ok"), ("DSIN", "1", "ok"), ("NoSuchModel", "1", "failed")]
     assert [r["model"] for r in runs] == ["DIN", "DSIN", "NoSuchModel"]
-    assert rows[0]["settings"].startswith("epochs=1;") and ";config=tiny.yaml@" in rows[0]["settings"]
+    assert rows[0]["settings"].startswith("epochs=2;") and ";config=tiny.yaml@" in rows[0]["settings"]
     for row in rows[:2]:
         assert 0.0 <= float(row["test:auc"]) <= 1.0 and float(row["valid:auc"]) >= 0.0
         assert float(row["test:logloss"]) > 0.0
-        assert row["epochs"] == "1" and row["best_epoch"] == "1"
+        assert row["epochs"] == "2" and row["best_epoch"] in ("1", "2")
         assert float(row["train_s_per_epoch"]) > 0 and float(row["valid_s"]) > 0 and float(row["test_s"]) > 0
         assert int(row["parameters"]) > 0 and float(row["peak_rss_mb"]) > 100
+        assert float(row["paused_s"]) == 0.0 and row["valid_metric"] == "auc"
+        # one entry per validated epoch: cumulative training seconds and the validation score
+        history = json.loads(row["history"])
+        assert [h["epoch"] for h in history] == [1, 2]
+        assert 0 < history[0]["train_s"] < history[1]["train_s"]
+        assert history[1]["train_s"] == pytest.approx(float(row["train_s"]), abs=1e-2)
+        assert max(h["valid"] for h in history) == pytest.approx(float(row["valid:auc"]), abs=1e-4)
     assert rows[0]["model_class"] == "recbole_dien.model.din.DIN"
     assert "unknown model 'NoSuchModel'" in rows[2]["error"]
 
     report = (out / "results.md").read_text()
-    assert "### tiny, protocol `default` (epochs=1;" in report
+    assert "### tiny, protocol `default` (epochs=2;" in report
     assert "| `DIN` | 1 | " in report and "| `DSIN` | 1 | " in report
     assert "| `NoSuchModel` | failed: " in report
     plots = sorted(p.name for p in out.glob("*.png"))
-    assert len(plots) == 2 and plots[0].startswith("tiny-default-epochs1_")
-    assert plots[0].endswith("-metrics.png") and plots[1].endswith("-time.png")
+    assert [name.rsplit("-", 1)[1] for name in plots] == ["metrics.png", "quality.png", "time.png"]
+    assert all(name.startswith("tiny-default-epochs2_") for name in plots)
     for name in plots:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -78,7 +88,7 @@ def fake_child(calls, fail=()):
 
 def test_resume_skips_recorded_runs_failed_ones_included(tiny_suite, monkeypatch):
     calls = []
-    monkeypatch.setattr(benchmark, "run_in_child", fake_child(calls, fail={"B"}))
+    monkeypatch.setattr(suite, "run_in_child", fake_child(calls, fail={"B"}))
     benchmark.run_suite(models=["A", "B"], seeds=[1, 2], **tiny_suite)
     assert calls == [("default", "A", 1), ("default", "A", 2), ("default", "B", 1), ("default", "B", 2)]
 
@@ -103,10 +113,10 @@ def test_resume_skips_recorded_runs_failed_ones_included(tiny_suite, monkeypatch
 
 def test_retry_failed_runs_only_the_failed_ones_again(tiny_suite, monkeypatch):
     calls = []
-    monkeypatch.setattr(benchmark, "run_in_child", fake_child(calls, fail={"B"}))
+    monkeypatch.setattr(suite, "run_in_child", fake_child(calls, fail={"B"}))
     benchmark.run_suite(models=["A", "B"], seeds=[1], **tiny_suite)
     calls.clear()
-    monkeypatch.setattr(benchmark, "run_in_child", fake_child(calls))
+    monkeypatch.setattr(suite, "run_in_child", fake_child(calls))
     runs = benchmark.run_suite(models=["A", "B"], seeds=[1], retry_failed=True, **tiny_suite)
     assert calls == [("default", "B", 1)]
     assert [(r["model"], r["status"]) for r in runs] == [("A", "ok"), ("B", "ok")]
@@ -123,7 +133,7 @@ def test_markdown_gives_mean_and_std_over_seeds_and_marks_non_probabilistic_logl
             {**row("C", 1, ""), "status": "timeout", "error": "no result within 5 s"}, row("C", 2, 0.9)]
     table = benchmark.markdown(runs, "ml-100k")
     assert "### ml-100k, protocol `default` (epochs=1)" in table
-    assert "| `A` | 3 | 0.8200 ± 0.0200 | 0.5000 ± 0.0000 | 1.0 ± 0.0 | 10.0 ± 0.0 |" in table
+    assert "| `A` | 3 | 0.8200 ± 0.0200 | 0.5000 ± 0.0000 | 1.0 ± 0.0 | — | 10.0 ± 0.0 |" in table
     assert "| `GRU4Rec` | 1 | 0.7000 | n/a |" in table
     assert "| `C` | 1 (1 timeout) | 0.9000 |" in table
 
@@ -139,9 +149,83 @@ def test_plan_leaves_slow_built_ins_out_of_full_sort_and_quick_unless_named():
 
 
 def test_command_line_rejects_malformed_and_runner_owned_settings(capsys):
-    assert benchmark.main(["--set", "epochs", "--out", "unused"]) == 2
+    assert cli.main(["--set", "epochs", "--out", "unused"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
-    assert benchmark.main(["--set", "seed=3", "--out", "unused"]) == 2
+    assert cli.main(["--set", "seed=3", "--out", "unused"]) == 2
     assert "--set seed=3: set by the runner; use --seeds" in capsys.readouterr().err
     with pytest.raises(ValueError, match="set epochs through the runner's own arguments"):
         benchmark.measure("DIN", "tiny", overrides={"epochs": 3})
+
+
+def history_run(model, seed, curve, settings="epochs=30"):
+    """A recorded run whose validation scores after each epoch are ``curve`` (10 s of training per epoch)."""
+    history = [{"epoch": i + 1, "train_s": 10.0 * (i + 1), "valid_s": 1.0 * (i + 1), "valid": v}
+               for i, v in enumerate(curve)]
+    return {"settings": settings, "protocol": "default", "model": model, "seed": seed, "status": "ok", "error": "",
+            "valid_metric": "auc", "valid:auc": max(curve), "test:auc": max(curve), "history": json.dumps(history)}
+
+
+def test_time_to_quality_is_the_first_epoch_reaching_the_reference_best():
+    runs = [history_run("recbole.DIEN", 1, [0.80, 0.84, 0.86, 0.85]),
+            history_run("DIEN", 1, [0.85, 0.87]), history_run("DIEN", 2, [0.83, 0.86, 0.88]),
+            history_run("GRU4Rec", 1, [0.70, 0.75])]
+    by_model = benchmark.report.summarize(runs)[("epochs=30", "default")]
+    metric, target, results = benchmark.time_to_quality(by_model)
+    assert (metric, target) == ("auc", 0.86)
+    assert results["recbole.DIEN"] == {"reached": 1, "seeds": 1, "train_s": [30.0], "epochs": [3]}
+    assert results["DIEN"] == {"reached": 2, "seeds": 2, "train_s": [20.0, 20.0], "epochs": [2, 2]}
+    assert results["GRU4Rec"]["reached"] == 0
+    table = benchmark.markdown(runs, "ml-100k")
+    assert "first reaches `recbole.DIEN`'s best (0.8600" in table
+    assert "| `DIEN` | 2 of 2 | 20 s ± 0 s | 2.0 | 0.67× |" in table
+    assert "| `GRU4Rec` | 0 of 1 | never | — | — |" in table
+
+
+def test_no_time_to_quality_without_the_reference_model():
+    runs = [history_run("DIEN", 1, [0.85, 0.87])]
+    assert benchmark.time_to_quality(benchmark.report.summarize(runs)[("epochs=30", "default")]) is None
+    assert "Time to quality" not in benchmark.markdown(runs, "ml-100k")
+
+
+def test_a_held_run_pauses_between_batches_and_leaves_the_pause_out_of_its_clock(tmp_path):
+    import threading
+    import time
+
+    clock = pause.PausableClock(tmp_path)
+
+    class Loader:
+        def __iter__(self):
+            return iter([0, 1, 2])
+
+    batches = pause.pausing(Loader(), clock)
+    seen = []
+    holder_done = threading.Event()
+
+    def holder():
+        # hold() returns only after the run acknowledged the pause, then runs the command
+        pause.hold([sys.executable, "-c", "import time; time.sleep(0.6)"], folder=tmp_path, log=lambda line: None)
+        holder_done.set()
+
+    start_clock, start_wall = clock.now(), time.perf_counter()
+    iterator = iter(batches)
+    seen.append(next(iterator))
+    thread = threading.Thread(target=holder)
+    thread.start()
+    while not list(tmp_path.glob("hold-*")):
+        time.sleep(0.01)
+    seen += list(iterator)  # waits at the next batch until the hold is gone
+    thread.join()
+    assert seen == [0, 1, 2] and holder_done.is_set()
+    assert clock.paused >= 0.5
+    measured, wall = clock.now() - start_clock, time.perf_counter() - start_wall
+    assert measured == pytest.approx(wall - clock.paused, abs=1e-3) and measured < 0.3
+    clock.close()
+    assert not list(tmp_path.iterdir())  # no hold, acknowledgement or running file is left behind
+
+
+def test_hold_of_a_dead_holder_is_ignored(tmp_path):
+    (tmp_path / "hold-999999999").touch()  # no such process
+    clock = pause.PausableClock(tmp_path)
+    clock.wait_while_held()
+    assert clock.paused == 0.0 and not (tmp_path / "hold-999999999").exists()
+    clock.close()
