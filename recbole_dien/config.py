@@ -1,8 +1,11 @@
 """RecBole's ``Config`` with the plugin's model lookup and YAML defaults."""
+import os
+
+import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_dien import compat
-from recbole_dien.errors import RecBoleDienError
+from recbole_dien import knobs
+from recbole_dien.errors import ConfigError, RecBoleDienError
 from recbole_dien.resources import available_protocols, dataset_config_file, props_file
 from recbole_dien.utils import get_model, is_plugin_model
 
@@ -20,6 +23,9 @@ class Config(RecBoleConfig):
     refuses the two together; so every model runs under every protocol, each with its own
     training objective and all with the same split and evaluation.
 
+    Every setting a run uses is checked once the config is complete (:mod:`recbole_dien.knobs`):
+    a wrong type, range or value stops here with one :class:`ConfigError` line.
+
     Args:
         model: a model name (``DIN`` is this package's, ``recbole.DIN`` RecBole's) or a model class.
         cmd_args: ``--key=value`` overrides; by default RecBole reads them from ``sys.argv``.
@@ -28,6 +34,38 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = cmd_args
         super().__init__(model, dataset, config_file_list, config_dict)
+        knobs.validate(self, self.model if is_plugin_model(self.model_class) else None)
+
+    @classmethod
+    def from_final_config_dict(cls, final_config_dict, model_class, parameters=None):
+        """The config a run ended with, from its final settings (as a checkpoint stores them):
+        nothing is read from files or the command line, and no string is evaluated."""
+        config = cls.__new__(cls)
+        config._cmd_args = []
+        config.compatibility_settings()
+        config._init_parameters_category()
+        config.parameters.update(parameters or {})
+        config.yaml_loader = config._build_yaml_loader()
+        config.file_config_dict, config.variable_config_dict, config.cmd_config_dict = {}, {}, {}
+        config.external_config_dict, config.internal_config_dict = {}, {}
+        config.model, config.model_class = final_config_dict["model"], model_class
+        config.dataset = final_config_dict["dataset"]
+        config.final_config_dict = dict(final_config_dict)
+        knobs.validate(config, config.model if is_plugin_model(model_class) else None)
+        return config
+
+    def _load_config_files(self, file_list):
+        for path in file_list or []:
+            if not os.path.isfile(path):
+                raise ConfigError(f"config file {path} does not exist (--config_files takes space-separated paths)")
+        try:
+            return super()._load_config_files(file_list)
+        except yaml.YAMLError as error:
+            where = getattr(error, "problem_mark", None)
+            line = f" line {where.line + 1}" if where else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(f"config file {where.name if where else file_list}{line} is not valid YAML: "
+                              f"{problem}") from None
 
     def _load_cmd_line(self):
         if self._cmd_args is None:
@@ -36,7 +74,7 @@ class Config(RecBoleConfig):
         for arg in self._cmd_args:
             key, sep, value = arg[2:].partition("=")
             if not arg.startswith("--") or not sep:
-                raise ValueError(f"override '{arg}' is not of the form --key=value")
+                raise ConfigError(f"override '{arg}' is not of the form --key=value")
             overrides[key] = value
         return self._convert_config_dict(overrides)
 
@@ -74,5 +112,3 @@ class Config(RecBoleConfig):
             final["train_neg_sample_args"] = None
         return final
 
-
-compat.allow_in_checkpoints(Config)

@@ -11,3 +11,7 @@ class UnknownModelError(RecBoleDienError, ValueError):
 
 class DatasetError(RecBoleDienError, ValueError):
     pass
+
+
+class ConfigError(RecBoleDienError, ValueError):
+    """A setting with a wrong type, range or value, or settings that contradict each other."""

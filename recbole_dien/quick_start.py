@@ -1,4 +1,4 @@
-"""Train-and-test runs and checkpoint reloading, with plugin-first model and dataset lookup."""
+"""Train-and-test runs, resumed runs and checkpoint reloading, with plugin-first model and dataset lookup."""
 import logging
 from logging import getLogger
 
@@ -6,25 +6,46 @@ import torch
 from recbole.data import data_preparation
 from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
+from recbole_dien import knobs, training
+from recbole_dien.checkpoint import config_from_checkpoint, load_checkpoint
 from recbole_dien.config import Config
 from recbole_dien.data import create_dataset
-from recbole_dien.errors import RecBoleDienError
+from recbole_dien.errors import ConfigError
+
+# settings a resumed run may change; everything else is the checkpoint's
+RESUMABLE_SETTINGS = ("epochs", "stopping_step", "show_progress")
+
+
+def check_processes(nproc, world_size):
+    """One line for process counts that cannot work."""
+    if nproc < 1:
+        raise ConfigError(f"--nproc={nproc}: the number of processes on this machine must be at least 1")
+    if 0 < world_size < nproc:
+        raise ConfigError(f"--world_size={world_size} is smaller than --nproc={nproc}: the world size counts the "
+                          "processes of every machine, this one's included")
 
 
 def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True,
-        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0):
+        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0, resume=None):
     """Train on the train split, early-stop on valid, report test. Returns a dict with
     ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``config``.
 
-    ``nproc`` > 1 (or ``world_size`` > 0) runs RecBole's distributed training, which needs CUDA
-    (RecBole hard-codes the NCCL backend).
+    ``resume``: a checkpoint written by an earlier run; training continues after its last
+    completed epoch, exactly as the uninterrupted run would have (see :mod:`recbole_dien.training`),
+    with the checkpoint's settings (``config_dict`` / ``cmd_args`` may change only
+    ``RESUMABLE_SETTINGS``). ``nproc`` > 1 (or ``world_size`` > 0) runs RecBole's distributed
+    training, which needs CUDA (RecBole hard-codes the NCCL backend).
     """
+    check_processes(nproc, world_size)
     if nproc == 1 and world_size <= 0:
-        return run_single(model, dataset, config_file_list, config_dict, cmd_args, saved)
+        return run_single(model, dataset, config_file_list, config_dict, cmd_args, saved, resume)
+    if resume is not None:
+        raise ConfigError("--resume continues a single-process run; leave out --nproc / --world_size")
     if not torch.cuda.is_available():
-        raise RecBoleDienError(
-            f"--nproc={nproc} needs CUDA GPUs: RecBole's multi-process training uses the NCCL backend. "
-            "On a CPU-only machine run with --nproc=1 (torch already uses every core)."
+        raise ConfigError(
+            f"--nproc={nproc} --world_size={world_size} asks for distributed training, which RecBole runs with "
+            "the NCCL backend on CUDA GPUs, and torch sees none: leave out --nproc and --world_size on a CPU-only "
+            "machine (torch already uses every core)"
         )
     import torch.multiprocessing as mp
 
@@ -44,8 +65,33 @@ def _run_rank(rank, model, dataset, config_file_list, config_dict, cmd_args, sav
         queue.put(result)
 
 
-def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True):
-    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+def resumed_config(checkpoint, config_dict=None, cmd_args=None):
+    """The checkpoint's config with the changes a resumed run may make (command line wins)."""
+    config = config_from_checkpoint(checkpoint)
+    changes = dict(config_dict or {})
+    for arg in cmd_args or []:
+        key, sep, value = arg[2:].partition("=")
+        if not arg.startswith("--") or not sep:
+            raise ConfigError(f"override '{arg}' is not of the form --key=value")
+        changes[key] = value
+    changes = Config._convert_config_dict(config, changes)
+    refused = sorted(set(changes) - set(RESUMABLE_SETTINGS))
+    if refused:
+        raise ConfigError(f"a resumed run keeps the settings of its checkpoint; only {', '.join(RESUMABLE_SETTINGS)} "
+                          f"may change (got {', '.join(refused)})")
+    for key, value in changes.items():
+        config[key] = value
+    knobs.validate(config, config.model if config.model_class.__module__.startswith("recbole_dien") else None)
+    return config
+
+
+def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True,
+               resume=None):
+    checkpoint = load_checkpoint(resume) if resume is not None else None
+    if checkpoint is not None:
+        config = resumed_config(checkpoint, config_dict, cmd_args)
+    else:
+        config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -60,8 +106,13 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    loaders = [train_data, valid_data, test_data]
+    if checkpoint is not None:
+        start = training.resume(trainer, checkpoint, resume, loaders)
+        logger.info(set_color("resumed", "yellow") + f" from {resume}: training goes on at epoch {start}")
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"],
+        callback_fn=training.EpochCheckpoints(trainer, loaders) if saved else None,
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
@@ -73,20 +124,29 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "config": config,
+        "saved_model_file": trainer.saved_model_file if saved else None,
     }
 
 
-def load_data_and_model(model_file):
-    """Rebuild config, data, and the trained model from a checkpoint written by a run.
+# settings that would make loading a checkpoint write or unpickle files of the config's choosing
+_LOADING_OFF = {"save_dataset": False, "save_dataloaders": False, "dataset_save_path": None,
+                "dataloaders_save_path": None}
+
+
+def load_data_and_model(model_file, model_class=None):
+    """Rebuild config, data, and the trained model (best epoch) from a checkpoint written by a run.
 
     Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's function
-    of the same name, but resolves the model class recorded in the checkpoint (so this package's
-    DIN, not RecBole's) and the plugin's dataset classes.
+    of the same name. The checkpoint is read as plain data (:func:`recbole_dien.checkpoint.load_checkpoint`:
+    nothing in it can run code), its config rebuilt without evaluating any string, and the model
+    class resolved among this package's and RecBole's (``model_class`` for your own). Loading
+    neither saves nor reads saved datasets or dataloaders.
     """
-    checkpoint = torch.load(model_file, map_location="cpu")
-    config = checkpoint["config"]
+    checkpoint = load_checkpoint(model_file)
+    config = config_from_checkpoint(checkpoint, model_class)
+    for key, value in _LOADING_OFF.items():
+        config[key] = value
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
     logging.getLogger().info(config)
 
     dataset = create_dataset(config)
@@ -95,5 +155,5 @@ def load_data_and_model(model_file):
     init_seed(config["seed"], config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
     model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
+    model.load_other_parameter(checkpoint.get("other_parameter") or None)
     return config, model, dataset, train_data, valid_data, test_data

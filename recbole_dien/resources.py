@@ -47,6 +47,7 @@ def model_hyperparameters(config, model_name):
 
     A plugin model reads its knobs through this, so it also runs under a plain RecBole ``Config``
     (which never loads ``props/``): knobs the config lacks fall back to the documented defaults.
+    Every value is checked against its declaration (:mod:`recbole_dien.knobs`).
     """
     from recbole.config import Config as RecBoleConfig
 
@@ -54,4 +55,8 @@ def model_hyperparameters(config, model_name):
     loader = RecBoleConfig._build_yaml_loader(None)
     with open(props_file(model_name), encoding="utf-8") as f:
         defaults = yaml.load(f, Loader=loader) or {}
-    return {key: (config[key] if key in config else value) for key, value in defaults.items()}
+    from recbole_dien.knobs import validate
+
+    values = {key: (config[key] if key in config else value) for key, value in defaults.items()}
+    validate(config, model_name, values)
+    return values

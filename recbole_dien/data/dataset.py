@@ -6,7 +6,6 @@ import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 
-from recbole_dien import compat
 from recbole_dien.model.layers import sequence_mask
 
 NEGATIVE_EXCLUSIONS = ("history", "positive")
@@ -95,5 +94,3 @@ class DIENDataset(SequentialDataset):
             rows.update(Interaction({self.neg_item_list_field: self._sample(rows)}))
         return rows
 
-
-compat.allow_in_checkpoints(DIENDataset)

@@ -4,8 +4,14 @@ import torch.nn as nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
-from recbole_dien.model.layers import FeatureEmbedding
+from recbole_dien.errors import ConfigError
+from recbole_dien.model.layers import Dice, FeatureEmbedding
 from recbole_dien.resources import model_hyperparameters
+
+# fewest training rows per batch from which BatchNorm / Dice statistics mean anything: with one
+# row (a positive and its sampled negative share one history) the top MLP sees each feature
+# normalised to +-1 and the model never leaves AUC 0.5
+MIN_BATCH_FOR_BATCH_STATISTICS = 16
 
 
 class AttentionCTRRecommender(SequentialRecommender):
@@ -16,7 +22,7 @@ class AttentionCTRRecommender(SequentialRecommender):
     embedding (id ⊕ side features) and the user-profile embedding, trains with binary
     cross-entropy on RecBole's labels and returns click probabilities from ``predict``.
     Subclasses define ``forward(interaction) -> logits`` and ``full_sort_predict`` and call
-    ``self.apply(self._init_weights)`` once their layers exist.
+    :meth:`finish_init` once their layers exist.
     """
 
     input_type = InputType.POINTWISE
@@ -33,6 +39,23 @@ class AttentionCTRRecommender(SequentialRecommender):
                                                include_id=hp["user_id_feature"],
                                                token_seq_pooling=hp["pooling_mode"])
         self.loss_fct = nn.BCEWithLogitsLoss()
+
+    def check_batch_statistics(self, config):
+        """Refuse a training batch too small for the model's BatchNorm / Dice layers; call once the
+        layers exist."""
+        uses = [name for name, module in self.named_modules() if isinstance(module, (nn.BatchNorm1d, Dice))]
+        batch = config["train_batch_size"]
+        if uses and batch is not None and batch < MIN_BATCH_FOR_BATCH_STATISTICS:
+            raise ConfigError(
+                f"invalid setting train_batch_size={batch}: {type(self).__name__} normalises with batch statistics "
+                f"(BatchNorm / Dice), which fewer than {MIN_BATCH_FOR_BATCH_STATISTICS} rows cannot estimate (the "
+                f"model would not learn); use train_batch_size >= {MIN_BATCH_FOR_BATCH_STATISTICS}, or set "
+                "mlp_batch_norm=False and mlp_activation=prelu (and no dice activation) for tiny batches")
+
+    def finish_init(self, config):
+        """Initialise the weights and check the batch size against the layers."""
+        self.apply(self._init_weights)
+        self.check_batch_statistics(config)
 
     @staticmethod
     def _init_weights(module):

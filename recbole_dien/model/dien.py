@@ -36,7 +36,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_dien import compat
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
 from recbole_dien.model.layers import (MLP, ActivationUnit, InterestEvolution, activation_layer,
                                        masked_softmax, sequence_mask)
@@ -78,7 +77,7 @@ class DIEN(AttentionCTRRecommender):
         self.mlp = MLP([mlp_input] + list(hp["mlp_hidden_size"]), hp["mlp_activation"], hp["dropout_prob"],
                        input_batch_norm=hp["mlp_batch_norm"])
         self.prediction = nn.Linear(self.mlp.output_size, 1)
-        self.apply(self._init_weights)
+        self.finish_init(config)
 
     # --- candidate-independent part: once per distinct history ---------------------------------
 
@@ -192,5 +191,3 @@ class DIEN(AttentionCTRRecommender):
             logits.append(self.score(interests, all_items[pairs % self.n_items], users))
         return torch.sigmoid(torch.cat(logits)).view(batch, self.n_items)
 
-
-compat.allow_in_checkpoints(DIEN)

@@ -32,7 +32,6 @@ in the training data (``mini_batch_l2`` = λ).
 import torch
 import torch.nn as nn
 
-from recbole_dien import compat
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
 from recbole_dien.model.layers import MLP, ActivationUnit, masked_softmax, sequence_mask
 
@@ -54,7 +53,7 @@ class DIN(AttentionCTRRecommender):
                        hp["dropout_prob"], input_batch_norm=hp["mlp_batch_norm"])
         self.prediction = nn.Linear(self.mlp.output_size, 1)
 
-        self.apply(self._init_weights)
+        self.finish_init(config)
         if self.mini_batch_l2 > 0:
             self._count_occurrences(dataset)
 
@@ -129,5 +128,3 @@ class DIN(AttentionCTRRecommender):
         ]
         return torch.sigmoid(torch.cat(scores, dim=1))
 
-
-compat.allow_in_checkpoints(DIN)

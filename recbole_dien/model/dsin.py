@@ -34,9 +34,8 @@ rebuilt data.
 import torch
 import torch.nn as nn
 
-from recbole_dien import compat
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
-from recbole_dien.errors import DatasetError
+from recbole_dien.errors import ConfigError, DatasetError
 from recbole_dien.model.layers import MLP, ActivationUnit, masked_softmax, sequence_mask
 
 
@@ -102,7 +101,10 @@ class DSIN(AttentionCTRRecommender):
 
         dim, user_size = self.item_embedding.output_size, self.user_embedding.output_size
         if dim % hp["num_heads"]:
-            raise ValueError(f"num_heads={hp['num_heads']} must divide the behaviour embedding width {dim}")
+            raise ConfigError(f"invalid setting num_heads={hp['num_heads']}: it must divide the behaviour embedding "
+                              f"width, {dim} ({dim // hp['embedding_size']} item fields x embedding_size "
+                              f"{hp['embedding_size']}); e.g. num_heads="
+                              f"{max(h for h in range(1, hp['num_heads'] + 1) if dim % h == 0)}")
 
         # bias encoding: w^K (session), w^T (position) and w^C (embedding unit)
         self.session_bias = nn.Parameter(torch.zeros(self.max_sessions, 1, 1))        # w^K: [K, 1, 1]
@@ -112,19 +114,15 @@ class DSIN(AttentionCTRRecommender):
             dim, hp["num_heads"], hp["feedforward_size"], hp["transformer_dropout"], batch_first=True)
         self.session_interacting = nn.LSTM(dim, dim, batch_first=True, bidirectional=True)
         interacting_size = 2 * dim if self.bilstm_merge == "concat" else dim
-        if self.bilstm_merge not in ("concat", "sum"):
-            raise ValueError(f"bilstm_merge must be 'concat' or 'sum', not '{self.bilstm_merge}'")
 
         if self.attention_type == "bilinear":
             self.interest_bilinear = nn.Linear(dim, dim, bias=False)                  # W^I
             self.interacting_bilinear = nn.Linear(dim, interacting_size, bias=False)  # W^H
-        elif self.attention_type == "mlp":
+        else:  # mlp (props/DSIN.yaml's knobs are validated before the model is built)
             self.interest_attention = ActivationUnit(dim, hp["attention_mlp_sizes"], hp["attention_activation"])
             self.interacting_query = nn.Linear(dim, interacting_size)
             self.interacting_attention = ActivationUnit(interacting_size, hp["attention_mlp_sizes"],
                                                         hp["attention_activation"])
-        else:
-            raise ValueError(f"session_attention must be 'bilinear' or 'mlp', not '{self.attention_type}'")
 
         mlp_sizes = [user_size + 2 * dim + interacting_size] + list(hp["mlp_hidden_size"])
         self.mlp = MLP(mlp_sizes, hp["mlp_activation"], hp["dropout_prob"], input_batch_norm=hp["mlp_batch_norm"])
@@ -132,7 +130,7 @@ class DSIN(AttentionCTRRecommender):
         attention_width = self.max_sessions * (hp["attention_mlp_sizes"][0] if self.attention_type == "mlp" else 1)
         self.pair_width = max(max(mlp_sizes), attention_width)
         self.prediction = nn.Linear(self.mlp.output_size, 1)
-        self.apply(self._init_weights)
+        self.finish_init(config)
 
     # --- candidate-independent part -----------------------------------------------------------
 
@@ -231,5 +229,3 @@ class DSIN(AttentionCTRRecommender):
         scores = [self.score(per_user, candidates.unsqueeze(0)) for candidates in all_items.split(chunk)]
         return torch.sigmoid(torch.cat(scores, dim=1))
 
-
-compat.allow_in_checkpoints(DSIN)

@@ -24,6 +24,15 @@ def masked_softmax(scores, mask):
     return torch.softmax(scores, dim=-1) * mask
 
 
+def batch_norm(norm, x):
+    """``norm(x)`` for a BatchNorm over [N, C], except that a training batch of a single row is
+    normalised with the running statistics: one row has no batch variance, and BatchNorm would
+    refuse it (the last batch of an epoch can hold one row)."""
+    if norm.training and x.shape[0] == 1:
+        return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+    return norm(x)
+
+
 class Dice(nn.Module):
     r"""Dice (Zhou et al., 2018, eq. 9): :math:`f(s) = p(s)\,s + (1 - p(s))\,\alpha s`,
     :math:`p(s) = \sigma\big((s - E[s]) / \sqrt{Var[s] + \epsilon}\big)`.
@@ -38,7 +47,7 @@ class Dice(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x):
-        p = torch.sigmoid(self.norm(x.reshape(-1, x.shape[-1]))).view_as(x)
+        p = torch.sigmoid(batch_norm(self.norm, x.reshape(-1, x.shape[-1]))).view_as(x)
         return p * x + (1 - p) * self.alpha * x
 
 
@@ -59,7 +68,8 @@ class MLP(nn.Module):
 
     def __init__(self, sizes, activation="dice", dropout=0.0, input_batch_norm=False):
         super().__init__()
-        layers = [nn.BatchNorm1d(sizes[0])] if input_batch_norm else []
+        self.input_norm = nn.BatchNorm1d(sizes[0]) if input_batch_norm else None
+        layers = []
         for in_size, out_size in zip(sizes[:-1], sizes[1:]):
             layers += [nn.Linear(in_size, out_size), activation_layer(activation, out_size)]
             if dropout > 0:
@@ -69,7 +79,10 @@ class MLP(nn.Module):
 
     def forward(self, x):  # [..., sizes[0]] -> [..., sizes[-1]]
         shape = x.shape[:-1]
-        return self.layers(x.reshape(-1, x.shape[-1])).view(*shape, self.output_size)
+        x = x.reshape(-1, x.shape[-1])
+        if self.input_norm is not None:
+            x = batch_norm(self.input_norm, x)
+        return self.layers(x).view(*shape, self.output_size)
 
 
 class ActivationUnit(nn.Module):
