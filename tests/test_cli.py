@@ -80,3 +80,22 @@ def test_one_epoch_on_ml_100k(tmp_path, model):
     test_line = next(line for line in done.stdout.splitlines() if line.startswith("test result:"))
     auc = float(test_line.split("'auc': ")[1].split(",")[0])
     assert 0.75 < auc < 1.0
+
+
+def test_help_names_all_three_models_and_the_program_it_runs_as():
+    parser = build_parser(prog="recbole-dien")
+    help_text = parser.format_help()
+    assert help_text.startswith("usage: recbole-dien")
+    assert "DIN, DIEN and DSIN" in help_text and "--resume" in help_text
+
+
+def test_a_wrong_setting_is_one_line_and_exit_2_in_a_real_process(tmp_path):
+    # tests/test_knobs.py covers every case in-process; this is the user's view of one
+    assert_one_line_error(run_cli("--embedding_size=abc", cwd=tmp_path),
+                          "run_recbole.py: error: invalid setting embedding_size='abc'", "props/DIEN.yaml")
+
+
+def test_resume_takes_everything_from_the_checkpoint(tmp_path):
+    done = run_cli("--resume=saved/x.pth", "--model=DIN", cwd=tmp_path)
+    assert done.returncode == 2 and "leave out --model, --dataset and --config_files" in done.stderr
+    assert_one_line_error(run_cli("--resume=saved/x.pth", cwd=tmp_path), "checkpoint saved/x.pth does not exist")

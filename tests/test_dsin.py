@@ -166,3 +166,10 @@ def test_ml_100k_protocol_keeps_timestamps_in_seconds():
     for protocol in ("default", "fullsort", "labeled"):
         config = Config("DSIN", "ml-100k", config_dict={"protocol": protocol}, cmd_args=[])
         assert config["normalize_all"] is False and not config["normalize_field"]
+
+
+def test_histories_of_one_behaviour_train_and_predict(tiny_config_dict):
+    from recbole_dien import run
+
+    result = run("DSIN", "tiny", config_dict={**tiny_config_dict, "MAX_ITEM_LIST_LENGTH": 1}, cmd_args=[])
+    assert 0.0 <= result["test_result"]["auc"] <= 1.0

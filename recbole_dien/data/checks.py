@@ -11,8 +11,8 @@ the file, the line (or column) and the fix:
 * every line has as many fields as the header (blank lines are skipped, as RecBole does);
 * the file has rows;
 * every loaded ``float`` column parses as numbers and holds no NaN / inf. A missing value (an empty
-  field, ``nan``) stops the run unless ``missing_float_values: mean`` asks RecBole to impute the
-  column mean; inf is never imputed.
+  field, ``nan``) stops the run unless ``missing_float_values: mean`` lets RecBole impute the
+  column mean (which RecBole 1.2.1 otherwise does silently); inf is never imputed.
 
 The scans are vectorised (numpy over the file's bytes, pandas' C parser for float columns), so
 checking costs a small fraction of RecBole's own read.
@@ -162,13 +162,11 @@ def check_float_columns(path, config, header, columns, blank_lines):
         if len(missing) and not impute:
             raise DatasetError(f"{path}, line {int(missing[0]) + 2}, column '{column}' (float) has no value "
                                f"({len(missing)} rows in all); fill it in, or set missing_float_values: mean to use "
-                               "the column mean (RecBole's fill_nan)")
+                               "the column mean (RecBole's imputation)")
 
 
 def check_atomic_files(config):
     """Check every atomic file the config loads (see the module docstring)."""
-    if config["missing_float_values"] == "mean" and not config["fill_nan"]:
-        raise DatasetError("missing_float_values: mean imputes through RecBole's fill_nan: set fill_nan: True too")
     for source, path in loaded_atomic_files(config):
         header = read_header(path, config)
         fields = loaded_fields(config, source, header)

@@ -51,7 +51,8 @@ def split_sessions(timestamps, lengths, session_gap, max_sessions, max_session_l
     real = sequence_mask(lengths, length)
     index = torch.arange(length, device=timestamps.device).expand(batch, length)
     gap = torch.diff(timestamps, dim=1) > session_gap                               # [B, L-1]
-    starts = torch.cat([torch.ones_like(gap[:, :1]), gap], dim=1) & real           # a session starts here
+    first = torch.ones(batch, 1, dtype=torch.bool, device=timestamps.device)       # (gap is empty when L = 1)
+    starts = torch.cat([first, gap], dim=1) & real                                 # a session starts here
     session = torch.cumsum(starts, dim=1) - 1                                      # chronological id
     total = starts.sum(dim=1)                                                      # sessions per user
     # last position of each behaviour's session: one before the next start (or the last real one)
