@@ -37,7 +37,7 @@ def reference_evolution(layer, inputs, attention, lengths):
                 h = keep * h + (1 - keep) * h_tilde
             states.append(h)
         if layer.gru_type == "GRU":
-            outputs.append(sum(attention[b, t] * s for t, s in enumerate(states)))
+            outputs.append(sum((attention[b, t] * s for t, s in enumerate(states)), torch.zeros(H, dtype=inputs.dtype)))
         else:
             outputs.append(states[-1] if states else torch.zeros(H, dtype=inputs.dtype))
     return torch.stack(outputs)
@@ -46,13 +46,14 @@ def reference_evolution(layer, inputs, attention, lengths):
 CASES = [("GRU", "paper"), ("AIGRU", "paper"), ("AGRU", "paper"), ("AUGRU", "paper"), ("AUGRU", "authors")]
 
 
+@pytest.mark.parametrize("lengths", [[6, 2, 4], [1, 12, 0, 3, 12, 2]], ids=["full", "padding-heavy"])
 @pytest.mark.parametrize("gru_type,variant", CASES)
-def test_evolution_matches_reference_forward_and_backward(gru_type, variant, seeded):
+def test_evolution_matches_reference_forward_and_backward(gru_type, variant, lengths, seeded):
     layer = InterestEvolution(5, 4, gru_type, variant).double()
-    inputs = torch.randn(3, 6, 5, dtype=torch.double, requires_grad=True)
-    lengths = torch.tensor([6, 2, 4])
-    mask = torch.arange(6) < lengths.unsqueeze(-1)
-    attention = (torch.rand(3, 6, dtype=torch.double) * mask).requires_grad_()
+    lengths = torch.tensor(lengths)
+    inputs = torch.randn(len(lengths), int(lengths.max()), 5, dtype=torch.double, requires_grad=True)
+    mask = torch.arange(inputs.shape[1]) < lengths.unsqueeze(-1)
+    attention = (torch.rand(*mask.shape, dtype=torch.double) * mask).requires_grad_()
 
     fast = layer(inputs, attention, lengths)
     fast_grads = torch.autograd.grad(fast.pow(2).sum(), [inputs, attention, *layer.parameters()])
@@ -222,3 +223,41 @@ def test_unnormalised_attention_is_squashed_before_steering_the_gru(dien_setup):
     model, _, batch = dien_setup(attention_softmax=False)
     model.eval()
     assert torch.all((model.predict(batch) > 0) & (model.predict(batch) < 1))
+
+
+def reference_scores(model, batch):
+    """DIEN's logits one row at a time on its real behaviours only, from the model's own layers
+    (dense attention, the step-by-step reference evolution): what the packed batch computes."""
+    logits = []
+    for r in range(len(batch)):
+        length = int(batch[model.ITEM_SEQ_LEN][r])
+        history = model.item_embedding(batch[model.ITEM_SEQ][r, :length])               # [T, D]
+        states, _ = model.interest_extractor(history.unsqueeze(0))                       # [1, T, H]
+        target = model.item_embedding(batch[model.ITEM_ID][r:r + 1])                     # [1, D]
+        scores = model.attention(model.query_projection(target), states)                 # [1, T]
+        attention = torch.softmax(scores, -1) if model.attention_softmax else torch.sigmoid(scores)
+        evolved = reference_evolution(model.interest_evolution, states, attention, torch.tensor([length]))
+        features = [evolved, target, model.user_embedding(batch[model.USER_ID][r:r + 1])]
+        if model.history_sum_features:
+            features += [history.sum(0, keepdim=True), target * history.sum(0, keepdim=True)]
+        logits.append(model.prediction(model.mlp(torch.cat(features, -1))).squeeze(-1))
+    return torch.cat(logits)
+
+
+@pytest.mark.parametrize("settings", [{}, {"attention_softmax": True, "history_sum_features": True},
+                                      {"gru_type": "AGRU"}, {"gru_type": "GRU"}, {"gru_type": "AIGRU"}])
+def test_packed_batch_matches_a_row_by_row_reference(dien_setup, settings):
+    model, _, batch = dien_setup(**settings)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch), reference_scores(model, batch), rtol=1e-5, atol=1e-5)
+
+
+def test_longer_padding_changes_nothing(dien_setup):
+    model, _, batch = dien_setup()
+    model.eval()
+    scores, aux = model.predict(batch), model.auxiliary_loss(batch, model.extract_interests(batch))
+    for field in (model.ITEM_SEQ, model.NEG_ITEM_SEQ):  # MAX_ITEM_LIST_LENGTH 8 -> 32
+        batch[field] = torch.cat([batch[field], torch.zeros(len(batch), 24, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(model.predict(batch), scores)
+    torch.testing.assert_close(model.auxiliary_loss(batch, model.extract_interests(batch)), aux)

@@ -76,3 +76,27 @@ def test_occurrence_counts_cover_histories_and_targets(din_setup):
     occurrences = model.item_embedding.occurrences_item_id
     assert occurrences[0] == 1  # padding id: clamped, never divides by zero
     assert occurrences[1:].sum() > 0
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+def test_packed_batch_matches_a_row_by_row_reference(din_setup, softmax):
+    model, _, batch = din_setup(attention_softmax=softmax)
+    model.eval()
+    logits = []
+    with torch.no_grad():
+        for r in range(len(batch)):
+            history = model.item_embedding(batch[model.ITEM_SEQ][r, :int(batch[model.ITEM_SEQ_LEN][r])])  # [T, D]
+            target = model.item_embedding(batch[model.ITEM_ID][r])                                     # [D]
+            weights = model.attention(target, history)                                                # [T]
+            weights = torch.softmax(weights, -1) if softmax else weights
+            features = torch.cat([model.user_embedding(batch[model.USER_ID][r]), weights @ history, target])
+            logits.append(model.prediction(model.mlp(features.unsqueeze(0))).squeeze())
+        torch.testing.assert_close(model(batch), torch.stack(logits), rtol=1e-5, atol=1e-5)
+
+
+def test_longer_padding_changes_nothing(din_setup):
+    model, _, batch = din_setup()
+    model.eval()
+    before = model.predict(batch)
+    batch[model.ITEM_SEQ] = torch.cat([batch[model.ITEM_SEQ], torch.zeros(len(batch), 24, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(model.predict(batch), before)

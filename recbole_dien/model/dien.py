@@ -38,7 +38,8 @@ import torch.nn.functional as F
 
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
 from recbole_dien.model.layers import (MLP, ActivationUnit, InterestEvolution, activation_layer,
-                                       masked_softmax, sequence_mask)
+                                       packed_gru_states, packed_softmax, sequence_mask,
+                                       time_major_positions)
 
 
 class DIEN(AttentionCTRRecommender):
@@ -80,14 +81,20 @@ class DIEN(AttentionCTRRecommender):
         self.finish_init(config)
 
     # --- candidate-independent part: once per distinct history ---------------------------------
+    #
+    # Everything per behaviour is computed on the real positions only, packed step by step over
+    # the distinct histories sorted by length (``time_major_positions``), so that the cost follows
+    # the behaviours of the batch, not MAX_ITEM_LIST_LENGTH.
 
     def extract_interests(self, interaction):
         """Run the interest extractor once per distinct (user, history) of the batch.
 
         Returns a dict with, per distinct history: ``rows`` (index of one batch row showing it),
-        ``history`` [U, L, D], ``mask`` [U, L], ``lengths`` [U], ``states`` [U, L, H], ``profile``
-        [U, P], and the candidate-independent products ``attention_keys`` [U, L, A] and
-        ``evolution_inputs`` [U, L, 3H] (AGRU/AUGRU); and ``inverse`` [B], the distinct history of
+        ``lengths`` [U], ``profile`` [U, P] and ``position`` [U, L] (the index of each real
+        behaviour among the packed ones, -1 on padding); per real behaviour (packed, N in all):
+        ``history`` [N], ``steps`` [N] (its history and step), ``behaviours`` [N, D], ``states``
+        [N, H], and the candidate-independent products ``attention_keys`` [N, A] and
+        ``evolution_inputs`` [N, 3H] (AGRU/AUGRU); and ``inverse`` [B], the distinct history of
         each batch row.
         """
         item_seq, lengths, users = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.USER_ID]
@@ -97,11 +104,18 @@ class DIEN(AttentionCTRRecommender):
         rows = torch.full((len(distinct),), len(key), dtype=torch.long, device=key.device)
         rows = rows.scatter_reduce(0, inverse, torch.arange(len(key), device=key.device), "amin")
 
-        history = self.item_embedding(item_seq[rows])                              # [U, L, D]
-        states, _ = self.interest_extractor(history)                               # [U, L, H]
+        lengths = lengths[rows]
+        order = torch.argsort(lengths, descending=True, stable=True)
+        steps, sorted_rows, batch_sizes = time_major_positions(lengths[order])
+        history = order[sorted_rows]                                                # [N]
+        position = torch.full(item_seq[rows].shape, -1, dtype=torch.long, device=key.device)
+        position[history, steps] = torch.arange(len(steps), device=key.device)
+        behaviours = self.item_embedding(item_seq[rows[history], steps])           # [N, D]
+        states = packed_gru_states(self.interest_extractor, behaviours, batch_sizes)  # [N, H]
         evolution = self.interest_evolution
-        return {"rows": rows, "inverse": inverse, "history": history, "mask": mask[rows],
-                "lengths": lengths[rows], "states": states, "profile": self.user_embedding(users[rows]),
+        return {"rows": rows, "inverse": inverse, "lengths": lengths, "position": position,
+                "history": history, "steps": steps, "behaviours": behaviours, "states": states,
+                "profile": self.user_embedding(users[rows]),
                 "attention_keys": self.attention.project_keys(states),
                 "evolution_inputs": evolution.project_inputs(states) if evolution.projects_inputs else None}
 
@@ -110,21 +124,46 @@ class DIEN(AttentionCTRRecommender):
         if self.NEG_ITEM_SEQ not in interaction:
             raise KeyError(f"DIEN's auxiliary loss needs '{self.NEG_ITEM_SEQ}' in the batch: create the dataset "
                            "with recbole_dien.create_dataset (or set alpha=0)")
-        pairs = interests["mask"][:, 1:]                                           # step t+1 is real
-        if not pairs.any():  # only one-behaviour histories: nothing to predict
+        history, steps = interests["history"], interests["steps"]
+        pairs = (steps + 1 < interests["lengths"][history]).nonzero().squeeze(1)   # step t+1 is real
+        if not len(pairs):  # only one-behaviour histories: nothing to predict
             return interests["states"].sum() * 0
         hidden = interests["states"].shape[-1]
         w_state, w_item = self.auxiliary_input.weight.split([hidden, self.auxiliary_input.in_features - hidden], 1)
-        state_term = F.linear(interests["states"][:, :-1][pairs], w_state, self.auxiliary_input.bias)  # [N, A]
-        clicked = interaction[self.ITEM_SEQ][interests["rows"]][:, 1:][pairs]
-        negative = interaction[self.NEG_ITEM_SEQ][interests["rows"]][:, 1:][pairs]
-        item_term = self.item_embedding(torch.cat([clicked, negative]), lambda e: F.linear(e, w_item))  # [2N, A]
+        state_term = F.linear(interests["states"].index_select(0, pairs), w_state, self.auxiliary_input.bias)  # [P, A]
+        batch_rows, next_steps = interests["rows"][history[pairs]], steps[pairs] + 1
+        clicked = interaction[self.ITEM_SEQ][batch_rows, next_steps]
+        negative = interaction[self.NEG_ITEM_SEQ][batch_rows, next_steps]
+        item_term = self.item_embedding(torch.cat([clicked, negative]), lambda e: F.linear(e, w_item))  # [2P, A]
         logits = self.auxiliary_net(state_term.repeat(2, 1) + item_term)
         labels = torch.cat([torch.ones(len(clicked)), torch.zeros(len(clicked))]).to(logits.device)
-        # the mean over 2N terms is half the paper's per-pair sum averaged over N; rescale
+        # the mean over 2P terms is half the paper's per-pair sum averaged over P; rescale
         return 2 * F.binary_cross_entropy_with_logits(logits.squeeze(-1), labels)
 
     # --- candidate-dependent part ----------------------------------------------------------------
+
+    def pair_attention(self, interests, target, index=None):
+        """a_t of eq. 8 for (history, candidate) pairs, on their real steps only.
+
+        ``target`` [R, D] and ``index`` [R] (the distinct history of each pair; default: one pair
+        per distinct history). Returns the pairs' ``order`` [R] (by descending history length)
+        and, packed step by step over the pairs in that order, ``steps`` [M], ``pairs`` [M],
+        ``positions`` [M] (into the packed behaviours), ``batch_sizes`` and ``attention`` [M].
+        """
+        index = torch.arange(len(interests["rows"]), device=target.device) if index is None else index
+        order = torch.argsort(interests["lengths"][index], descending=True, stable=True)
+        steps, sorted_pairs, batch_sizes = time_major_positions(interests["lengths"][index[order]])
+        pairs = order[sorted_pairs]                                                 # [M]
+        positions = interests["position"][index[pairs], steps]                      # [M]
+        query = self.query_projection(target)                                       # [R, H]
+        # index_select, not x[index]: its backward is a fast index_add, not an accumulating index_put
+        scores = self.attention.score_projected(query.index_select(0, pairs), interests["states"].index_select(0, positions),
+                                                self.attention.project_query(query).index_select(0, pairs),
+                                                interests["attention_keys"].index_select(0, positions))   # [M]
+        # without softmax the scores still steer gates, so they are squashed into (0, 1)
+        attention = packed_softmax(scores, pairs, len(target)) if self.attention_softmax else torch.sigmoid(scores)
+        return {"order": order, "steps": steps, "pairs": pairs, "positions": positions,
+                "batch_sizes": batch_sizes, "attention": attention}
 
     def score(self, interests, target, index=None):
         """Logits of (history, candidate) pairs: the attention, the evolution and the MLP.
@@ -132,34 +171,38 @@ class DIEN(AttentionCTRRecommender):
         ``target`` [R, D] and ``index`` [R] (the distinct history of each pair; default: one pair
         per distinct history) -> [R].
         """
-        def take(x):
-            return x if index is None or x is None else x.index_select(0, index)
-
-        states, lengths = take(interests["states"]), take(interests["lengths"])
-        attention = self.attention_weights_of(target, states, take(interests["attention_keys"]),
-                                              take(interests["mask"]))                            # [R, L]
-        evolved = self.interest_evolution(states, attention, lengths, take(interests["evolution_inputs"]))  # [R, H]
-        features = [evolved, target, take(interests["profile"])]
+        index = torch.arange(len(interests["rows"]), device=target.device) if index is None else index
+        packed = self.pair_attention(interests, target, index)
+        evolution = self.interest_evolution
+        if evolution.projects_inputs:  # AGRU / AUGRU: the packed recurrence, pairs sorted by length
+            evolved = evolution.evolve_packed(interests["evolution_inputs"].index_select(0, packed["positions"]),
+                                              packed["attention"], packed["batch_sizes"], len(index))
+            evolved = evolved.index_select(0, torch.argsort(packed["order"]))                    # [R, H]
+        else:  # GRU / AIGRU (ablations): torch's GRU on the pairs' padded states
+            evolved = evolution(self.padded(packed, interests["states"].index_select(0, packed["positions"]), len(index)),
+                                self.padded(packed, packed["attention"], len(index)), interests["lengths"][index])
+        features = [evolved, target, interests["profile"].index_select(0, index)]
         if self.history_sum_features:
-            history_sum = take((interests["history"] * interests["mask"].unsqueeze(-1)).sum(1))
+            behaviours = interests["behaviours"]                                      # [N, D]
+            history_sum = behaviours.new_zeros(len(interests["rows"]), behaviours.shape[-1])
+            history_sum = history_sum.index_add(0, interests["history"], behaviours).index_select(0, index)   # [R, D]
             features += [history_sum, target * history_sum]
         return self.prediction(self.mlp(torch.cat(features, dim=-1))).squeeze(-1)
 
-    def attention_weights_of(self, target, states, keys, mask):
-        """a_t of eq. 8 for (history, candidate) pairs: target [R, D], the pairs' interest states
-        [R, L, H], their precomputed attention keys and mask [R, L] -> [R, L]."""
-        scores = self.attention(self.query_projection(target), states, keys)
-        # without softmax the scores still steer gates, so they are squashed into (0, 1)
-        return masked_softmax(scores, mask) if self.attention_softmax else torch.sigmoid(scores) * mask
+    @staticmethod
+    def padded(packed, values, n_pairs):
+        """Packed per-step ``values`` [M, ...] of :meth:`pair_attention` as [R, L, ...], zero-padded."""
+        length = int(packed["steps"].max()) + 1 if len(packed["steps"]) else 1
+        dense = values.new_zeros(n_pairs, length, *values.shape[1:])
+        return dense.index_put((packed["pairs"], packed["steps"]), values)
 
     def attention_weights(self, interaction):
         """The attention of each row's candidate on each interest state: ``{"interest states": [B, L]}``."""
         interests = self.extract_interests(interaction)
         target = self.item_embedding(interaction[self.ITEM_ID])
-        rows = interests["inverse"]
-        weights = self.attention_weights_of(target, interests["states"][rows], interests["attention_keys"][rows],
-                                            interests["mask"][rows])
-        return {"interest states": weights}
+        packed = self.pair_attention(interests, target, interests["inverse"])
+        weights = target.new_zeros(interaction[self.ITEM_SEQ].shape)
+        return {"interest states": weights.index_put((packed["pairs"], packed["steps"]), packed["attention"])}
 
     def forward(self, interaction, interests=None):
         interests = interests or self.extract_interests(interaction)
@@ -180,7 +223,7 @@ class DIEN(AttentionCTRRecommender):
         interests = self.extract_interests(interaction)
         batch, length = interaction[self.ITEM_SEQ].shape
         hidden = interests["states"].shape[-1]
-        all_items = self.item_embedding(torch.arange(self.n_items, device=interests["states"].device))
+        all_items = self.item_embedding(torch.arange(self.n_items, device=interests["profile"].device))
         widest = max(3 * hidden, self.attention.input_layer.out_features)           # per (pair, step)
         chunk = self.full_sort_chunk(length * widest)
         logits = []

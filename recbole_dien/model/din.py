@@ -18,7 +18,8 @@ For a user with behaviours :math:`e_1..e_H` (item id ⊕ item side features) and
 
 with :math:`p_U` the user profile embedding. As in the paper the weights :math:`a` are not
 normalised (the sum keeps the strength of interest); ``attention_softmax: true`` gives the
-masked softmax of the authors' released code. Padded history positions get weight 0.
+masked softmax of the authors' released code. Only the real behaviours are scored (padding has
+no weight and costs nothing).
 
 Loss: binary cross-entropy, plus optionally the mini-batch aware L2 of section 4.1,
 
@@ -33,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
-from recbole_dien.model.layers import MLP, ActivationUnit, masked_softmax, sequence_mask
+from recbole_dien.model.layers import MLP, ActivationUnit, packed_softmax, sequence_mask
 
 
 class DIN(AttentionCTRRecommender):
@@ -66,41 +67,58 @@ class DIN(AttentionCTRRecommender):
         users = torch.bincount(inter[self.USER_ID], minlength=self.user_embedding.num_rows)
         self.user_embedding.set_row_occurrences(users)
 
-    def user_interest_inputs(self, interaction):
-        """The candidate-independent part: history embeddings [B, L, D], their mask [B, L] and the
-        user profile [B, P]."""
+    def behaviours_of(self, interaction):
+        """The candidate-independent part, on the real behaviours only (packed, N in all; the cost
+        follows the behaviours, not MAX_ITEM_LIST_LENGTH): ``rows`` [N] and ``steps`` [N] (each
+        behaviour's batch row and position), ``keys`` [N, D] (their embeddings) and
+        ``key_projections`` [N, A] (their term of the activation unit's first layer); ``profile``
+        [B, P]; ``shape`` (B, L)."""
         item_seq = interaction[self.ITEM_SEQ]
-        history = self.item_embedding(item_seq)
-        mask = sequence_mask(interaction[self.ITEM_SEQ_LEN], item_seq.shape[1])
-        profile = self.user_embedding(interaction[self.USER_ID])
-        return history, mask, profile
+        rows, steps = sequence_mask(interaction[self.ITEM_SEQ_LEN], item_seq.shape[1]).nonzero(as_tuple=True)
+        keys = self.item_embedding(item_seq[rows, steps])                          # [N, D]
+        return {"rows": rows, "steps": steps, "keys": keys, "key_projections": self.attention.project_keys(keys),
+                "profile": self.user_embedding(interaction[self.USER_ID]), "shape": tuple(item_seq.shape)}
 
-    def score(self, history, mask, profile, target):
-        """Logits for every (user, candidate) pair the shapes broadcast to.
+    def attention_weights_of(self, behaviours, target, every_pair=False):
+        """a(e_j, v_A) of every real behaviour (softmax-normalised per history if configured).
 
-        history [B, 1, L, D] or [B, L, D]; mask like history without D; profile [B, (1,) P];
-        target [(B|1), (N,) D] -> logits [B, (N)].
+        ``target`` [B, D], one candidate per batch row -> [N]; with ``every_pair``, ``target``
+        [C, D] are candidates for every row -> [N, C].
         """
-        weights = self.attention_weights_of(history, mask, target)                 # [..., L]
-        interest = torch.matmul(weights.unsqueeze(-2), history).squeeze(-2)         # [..., D]
-        shape = interest.shape[:-1]
+        keys, rows = behaviours["keys"], behaviours["rows"]
+        query_projections = self.attention.project_query(target)
+        if every_pair:
+            scores = self.attention.score_projected(target.unsqueeze(0), keys.unsqueeze(1), query_projections.unsqueeze(0),
+                                                    behaviours["key_projections"].unsqueeze(1))   # [N, C]
+        else:
+            scores = self.attention.score_projected(target.index_select(0, rows), keys,
+                                                    query_projections.index_select(0, rows),
+                                                    behaviours["key_projections"])                 # [N]
+        return packed_softmax(scores, rows, behaviours["shape"][0]) if self.attention_softmax else scores
+
+    def score(self, behaviours, target, every_pair=False):
+        """Logits of the batch rows with their candidates ``target`` [B, D] -> [B]; with
+        ``every_pair``, of every row with every candidate of ``target`` [C, D] -> [B, C]."""
+        weights = self.attention_weights_of(behaviours, target, every_pair)        # [N(, C)]
+        keys, batch = behaviours["keys"], behaviours["shape"][0]
+        weighted = weights.unsqueeze(-1) * (keys.unsqueeze(1) if every_pair else keys)   # [N, (C,) D]
+        interest = weighted.new_zeros(batch, *weighted.shape[1:]).index_add(0, behaviours["rows"], weighted)
+        shape = interest.shape[:-1]                                                 # [B(, C)]
+        profile = behaviours["profile"].unsqueeze(1) if every_pair else behaviours["profile"]
+        target = target.unsqueeze(0) if every_pair else target
         features = torch.cat([profile.expand(*shape, -1), interest, target.expand(*shape, -1)], dim=-1)
         return self.prediction(self.mlp(features)).squeeze(-1)
 
-    def attention_weights_of(self, history, mask, target):
-        """a(e_j, v_A) of every behaviour, zero on padding (softmax-normalised if configured)."""
-        weights = self.attention(target, history)
-        return masked_softmax(weights, mask) if self.attention_softmax else weights * mask
-
     def attention_weights(self, interaction):
         """The weight of each behaviour for each row's candidate: ``{"behaviours": [B, L]}``."""
-        history, mask, _ = self.user_interest_inputs(interaction)
-        return {"behaviours": self.attention_weights_of(history, mask, self.item_embedding(interaction[self.ITEM_ID]))}
+        behaviours = self.behaviours_of(interaction)
+        weights = self.attention_weights_of(behaviours, self.item_embedding(interaction[self.ITEM_ID]))
+        dense = weights.new_zeros(behaviours["shape"])
+        return {"behaviours": dense.index_put((behaviours["rows"], behaviours["steps"]), weights)}
 
     def forward(self, interaction):
-        history, mask, profile = self.user_interest_inputs(interaction)
-        target = self.item_embedding(interaction[self.ITEM_ID])                    # [B, D]
-        return self.score(history, mask, profile, target)                          # [B]
+        behaviours = self.behaviours_of(interaction)
+        return self.score(behaviours, self.item_embedding(interaction[self.ITEM_ID]))   # [B]
 
     def calculate_loss(self, interaction):
         loss = super().calculate_loss(interaction)
@@ -114,17 +132,14 @@ class DIN(AttentionCTRRecommender):
     def full_sort_predict(self, interaction):
         """Click probabilities of every item for each user: [B, n_items].
 
-        The history embeddings and profile are computed once per user; candidates are scored in
-        chunks so that no intermediate holds more than ``full_sort_chunk_elements`` numbers.
+        The behaviours' embeddings and key projections and the profile are computed once per
+        user; candidates are scored in chunks so that no intermediate holds more than
+        ``full_sort_chunk_elements`` numbers.
         """
-        history, mask, profile = self.user_interest_inputs(interaction)
-        batch, length, dim = history.shape
-        all_items = self.item_embedding(torch.arange(self.n_items, device=history.device))
-        widest = max(dim, self.attention.input_layer.out_features)  # per (user, candidate, position)
-        chunk = self.full_sort_chunk(batch * length * widest)
-        scores = [
-            self.score(history.unsqueeze(1), mask.unsqueeze(1), profile.unsqueeze(1), candidates.unsqueeze(0))
-            for candidates in all_items.split(chunk)
-        ]
+        behaviours = self.behaviours_of(interaction)
+        device = behaviours["profile"].device
+        all_items = self.item_embedding(torch.arange(self.n_items, device=device))
+        widest = max(all_items.shape[-1], self.attention.input_layer.out_features)  # per (behaviour, candidate)
+        chunk = self.full_sort_chunk(max(len(behaviours["rows"]), 1) * widest)
+        scores = [self.score(behaviours, candidates, every_pair=True) for candidates in all_items.split(chunk)]
         return torch.sigmoid(torch.cat(scores, dim=1))
-

@@ -3,7 +3,9 @@
 * :class:`FeatureEmbedding` - the embedding of an item (or a user) = its id ⊕ its side features.
 * :class:`ActivationUnit` - DIN's attention MLP over [q, k, q − k, q ⊙ k].
 * :class:`Dice` - DIN's data-adaptive activation; :class:`MLP` - the fully connected towers.
-* :func:`sequence_mask`, :func:`masked_softmax`.
+* :func:`sequence_mask`, :func:`masked_softmax`; :func:`time_major_positions` and
+  :func:`packed_softmax` for work on the real positions of right-padded histories only (their cost
+  follows the behaviours, not ``MAX_ITEM_LIST_LENGTH``).
 """
 import warnings
 
@@ -22,6 +24,69 @@ def masked_softmax(scores, mask):
     """Softmax over the last dim, restricted to ``mask``; an all-masked row gets all-zero weights."""
     scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     return torch.softmax(scores, dim=-1) * mask
+
+
+def time_major_positions(lengths):
+    """The real positions of right-padded sequences whose ``lengths`` are sorted in descending
+    order, step by step (the layout of ``torch.nn.utils.rnn.PackedSequence``).
+
+    Returns ``steps`` [N] and ``rows`` [N] (step 0's rows, then step 1's, ...; N = the sum of the
+    lengths) and ``batch_sizes``, a list: the rows still active at each step, a prefix of them.
+    """
+    longest = int(lengths[0]) if len(lengths) else 0
+    active = lengths.unsqueeze(0) > torch.arange(longest, device=lengths.device).unsqueeze(1)  # [T, B]
+    steps, rows = active.nonzero(as_tuple=True)
+    return steps, rows, active.sum(1).tolist()
+
+
+def gru_step(gru, state, projected_input, attention=None, variant="GRU"):
+    """One step of ``gru`` (a one-layer ``torch.nn.GRU``, its gate layout: reset r, keep z,
+    candidate n) from ``state`` [R, H] and the input's projection W_i x + b_i [R, 3H]; with
+    ``attention`` [R, 1], the attentional update of AGRU / AUGRU (see :class:`InterestEvolution`)."""
+    hidden = gru.hidden_size
+    x_rz, x_n = projected_input.split([2 * hidden, hidden], dim=-1)
+    h_rz, h_n = F.linear(state, gru.weight_hh_l0, gru.bias_hh_l0).split([2 * hidden, hidden], dim=-1)
+    reset, keep = torch.sigmoid(x_rz + h_rz).chunk(2, dim=-1)
+    candidate = torch.tanh(x_n + reset * h_n)
+    if variant == "GRU":
+        update = 1 - keep
+    elif variant == "AGRU":
+        update = attention
+    elif variant == "AUGRU":
+        update = attention * (1 - keep)
+    else:  # the authors' AUGRU: the keep gate scaled by 1 - a
+        update = 1 - (1 - attention) * keep
+    return state + update * (candidate - state)
+
+
+def packed_gru_states(gru, inputs, batch_sizes):
+    """The states of ``gru`` (one-layer ``torch.nn.GRU``, zero initial state) over a packed
+    sequence - ``inputs`` [N, I] step by step, ``batch_sizes`` the rows active at each step
+    (:func:`time_major_positions`) - in the same layout: [N, H].
+
+    What ``gru(PackedSequence(inputs, batch_sizes))`` computes, with a backward that costs what
+    the forward does: torch's CPU implementation slices the packed input step by step, and the
+    backward of each slice fills a gradient the size of the whole input (measured: 40% of a
+    DIEN training step at MAX_ITEM_LIST_LENGTH 100)."""
+    projected = F.linear(inputs, gru.weight_ih_l0, gru.bias_ih_l0)                  # [N, 3H], one product
+    state = projected.new_zeros(batch_sizes[0] if batch_sizes else 0, gru.hidden_size)
+    states = []
+    for x in projected.split(batch_sizes):
+        state = gru_step(gru, state[:len(x)], x)
+        states.append(state)
+    return torch.cat(states) if states else projected.new_zeros(0, gru.hidden_size)
+
+
+def packed_softmax(scores, groups, n_groups):
+    """Softmax of ``scores`` [N, ...] within each group (``groups`` [N] in 0..n_groups-1): the
+    masked softmax over a history's real positions, with the positions packed."""
+    shape = (n_groups,) + scores.shape[1:]
+    index = groups.view(-1, *([1] * (scores.dim() - 1))).expand_as(scores)
+    # shifting by a constant per group leaves the softmax unchanged; no gradient needed through it
+    peak = scores.new_full(shape, torch.finfo(scores.dtype).min).scatter_reduce(
+        0, index, scores.detach(), "amax", include_self=True)
+    exp = torch.exp(scores - peak.gather(0, index))
+    return exp / exp.new_zeros(shape).index_add(0, groups, exp).gather(0, index)
 
 
 def batch_norm(norm, x):
@@ -107,24 +172,31 @@ class ActivationUnit(nn.Module):
         self.output_layer = nn.Linear(hidden_sizes[-1], 1)
 
     def project_keys(self, keys):
-        """The query-independent term (W_k - W_d) k: [..., L, D] -> [..., L, H]. Pass it to
+        """The query-independent term (W_k - W_d) k: [..., D] -> [..., H]. Pass it to
         :meth:`forward` to score many queries against the same keys without recomputing it."""
         _, w_k, w_diff, _ = self.input_layer.weight.split(self.dim, dim=1)
         return F.linear(keys, w_k - w_diff)
 
+    def project_query(self, query):
+        """The key-independent term (W_q + W_d) q + b: [..., D] -> [..., H]."""
+        w_q, _, w_diff, _ = self.input_layer.weight.split(self.dim, dim=1)
+        return F.linear(query, w_q + w_diff, self.input_layer.bias)
+
+    def score_projected(self, query, keys, query_projection, key_projection):
+        """Raw scores of queries against keys whose projections are given; all four broadcast
+        against each other (e.g. [N, D] with [N, D] for packed pairs, or [1, C, D] with [S, 1, D]
+        for every key against every query) -> the broadcast shape without D."""
+        _, _, _, w_prod = self.input_layer.weight.split(self.dim, dim=1)
+        hidden = query_projection + key_projection + F.linear(query * keys, w_prod)  # [..., H]
+        shape = hidden.shape[:-1]
+        hidden = self.hidden(self.input_activation(hidden.reshape(-1, hidden.shape[-1])))
+        return self.output_layer(hidden).view(shape)
+
     def forward(self, query, keys, key_projection=None):
-        w_q, _, w_diff, w_prod = self.input_layer.weight.split(self.dim, dim=1)
         if key_projection is None:
             key_projection = self.project_keys(keys)                          # [..., L, H]
         query = query.unsqueeze(-2)                                           # [..., 1, D]
-        hidden = (
-            F.linear(query, w_q + w_diff, self.input_layer.bias)             # [..., 1, H]
-            + key_projection
-            + F.linear(query * keys, w_prod)                                  # [..., L, H]
-        )
-        shape = hidden.shape[:-1]                                             # [..., L]
-        hidden = self.hidden(self.input_activation(hidden.reshape(-1, hidden.shape[-1])))
-        return self.output_layer(hidden).view(shape)
+        return self.score_projected(query, keys, self.project_query(query), key_projection)  # [..., L]
 
 
 class FeatureEmbedding(nn.Module):
@@ -265,12 +337,13 @@ class InterestEvolution(nn.Module):
       :math:`h'_t = \tilde z_t h'_{t-1} + (1 - \tilde z_t) \tilde h'_t`, which at :math:`a_t = 0` is a
       plain GRU step.
 
-    For AGRU/AUGRU the output is the state at the last real step. Sequences are right-padded, and a
-    recurrence never looks ahead, so padded steps cannot affect the real ones and no packing is
-    needed; the input projections of all steps are one matrix product (:meth:`project_inputs`,
-    shareable between candidates), leaving only the hidden-state product and the gates inside the
-    step loop. On CPU this loop is as fast as ``torch.nn.GRU``'s own kernel at these sizes; a
-    hand-written backward (custom autograd function) was measured slower, so autograd does it.
+    For AGRU/AUGRU the output is the state at the last real step. Only real steps are computed:
+    rows are sorted by length and the active batch shrinks as histories end
+    (:meth:`evolve_packed`; GRU / AIGRU run ``torch.nn.GRU`` on a packed sequence). The input
+    projections of all steps are one matrix product (:meth:`project_inputs`, shareable between
+    candidates), leaving only the hidden-state product and the gates inside the step loop. On CPU
+    this loop is as fast as ``torch.nn.GRU``'s own kernel at these sizes; a hand-written backward
+    (custom autograd function) was measured slower, so autograd does it.
     """
 
     GRU_TYPES = ("GRU", "AIGRU", "AGRU", "AUGRU")
@@ -297,37 +370,41 @@ class InterestEvolution(nn.Module):
 
     def forward(self, interests, attention, lengths, projected=None):
         """interests [B, L, I], attention [B, L], lengths [B] -> evolved interest [B, H].
-        ``projected``: :meth:`project_inputs` of ``interests``, if already computed (AGRU, AUGRU)."""
-        if self.gru_type == "GRU":
-            states, _ = self.gru(interests)
-            attention = attention * sequence_mask(lengths, attention.shape[-1])
-            return torch.matmul(attention.unsqueeze(-2), states).squeeze(-2)
-        if self.gru_type == "AIGRU":
-            states, _ = self.gru(interests * attention.unsqueeze(-1))
-        else:
-            projected = self.project_inputs(interests) if projected is None else projected
-            states = self._attentional_states(projected, attention)
-        last = (lengths - 1).clamp(min=0)
-        final = states.gather(1, last.view(-1, 1, 1).expand(-1, 1, states.shape[-1])).squeeze(1)
-        return final * (lengths > 0).unsqueeze(-1)  # an empty history keeps the zero initial state
+        ``projected``: :meth:`project_inputs` of ``interests``, if already computed (AGRU, AUGRU).
+        Only the real steps are computed (the batch shrinks as histories end)."""
+        if self.gru_type in ("GRU", "AIGRU"):
+            inputs = interests if self.gru_type == "GRU" else interests * attention.unsqueeze(-1)
+            packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            states, last = self.gru(packed)
+            if self.gru_type == "GRU":
+                states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True,
+                                                             total_length=interests.shape[1])
+                attention = attention * sequence_mask(lengths, attention.shape[-1])
+                return torch.matmul(attention.unsqueeze(-2), states).squeeze(-2)
+            return last[0] * (lengths > 0).unsqueeze(-1)  # an empty history keeps the zero initial state
+        projected = self.project_inputs(interests) if projected is None else projected
+        order = torch.argsort(lengths, descending=True, stable=True)
+        steps, rows, batch_sizes = time_major_positions(lengths[order])
+        flat = order[rows] * projected.shape[1] + steps                     # (row, step) in [B * L]
+        final = self.evolve_packed(projected.flatten(0, 1).index_select(0, flat),
+                                   attention.flatten().index_select(0, flat), batch_sizes, len(lengths))
+        return final.index_select(0, torch.argsort(order))
 
-    def _attentional_states(self, projected, attention):
-        """AGRU / AUGRU states [B, L, H] from the input projections [B, L, 3H]."""
-        sizes = [2 * self.hidden_size, self.hidden_size]
-        state = projected.new_zeros(projected.shape[0], self.hidden_size)
-        states = []
-        # unbind once: indexing step t inside the loop would cost a full-size gradient per step
-        for x, a in zip(projected.unbind(1), attention.unsqueeze(-1).unbind(1)):
-            x_rz, x_n = x.split(sizes, dim=-1)
-            h_rz, h_n = F.linear(state, self.gru.weight_hh_l0, self.gru.bias_hh_l0).split(sizes, dim=-1)
-            reset, keep = torch.sigmoid(x_rz + h_rz).chunk(2, dim=-1)
-            candidate = torch.tanh(x_n + reset * h_n)
-            if self.gru_type == "AGRU":
-                update = a
-            elif self.augru_variant == "paper":
-                update = a * (1 - keep)
-            else:
-                update = 1 - (1 - a) * keep
-            state = state + update * (candidate - state)
-            states.append(state)
-        return torch.stack(states, dim=1)
+    def evolve_packed(self, projected, attention, batch_sizes, n_rows):
+        """AGRU / AUGRU over rows sorted by descending length, their real steps packed step by
+        step (:func:`time_major_positions`): input projections [N, 3H], attention [N] ->
+        the state of each row at its last real step [n_rows, H], zero for a row without steps.
+
+        Step t updates only the ``batch_sizes[t]`` rows still active; a row's state is set aside
+        when its history ends, so the cost is that of the real steps."""
+        variant = "authors" if self.gru_type == "AUGRU" and self.augru_variant == "authors" else self.gru_type
+        state = projected.new_zeros(batch_sizes[0] if batch_sizes else 0, self.hidden_size)
+        finished = [projected.new_zeros(n_rows - len(state), self.hidden_size)]  # rows without steps
+        for x, a in zip(projected.split(batch_sizes), attention.unsqueeze(-1).split(batch_sizes)):
+            if len(x) < len(state):
+                finished.append(state[len(x):])  # the shortest active histories ended at the last step
+                state = state[:len(x)]
+            state = gru_step(self.gru, state, x, a, variant)
+        finished.append(state)
+        return torch.cat(finished[::-1])

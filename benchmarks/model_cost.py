@@ -1,0 +1,152 @@
+"""What a batch and an evaluation pass cost, and how that grows with MAX_ITEM_LIST_LENGTH.
+
+    python benchmarks/model_cost.py                          # DIN DIEN DSIN at lengths 50 100 200, full sort at 50
+    python benchmarks/model_cost.py --models DIEN --lengths 50 200 --full-sort-models
+    python benchmarks/model_cost.py --output docs/performance-data.json
+
+For each model and history length, on ml-100k under the default protocol: the mean seconds of a
+training step (forward, backward, Adam) over the same ``--batches`` training batches (after one
+warm-up), the real behaviours in those batches (the sum of the rows' history lengths) and the
+positions they would take padded, and the seconds of one validation pass (uni100). Then, under the
+full-sort protocol (943 users x 1,682 items), the seconds of one validation pass per model. The
+growth from the first length to the last is reported for the cost and for the real behaviours:
+the work should follow the behaviours, not the padding.
+
+Weights are as initialised (cost does not depend on them); one process, one model at a time, on
+whatever cores torch uses. Run nothing else meanwhile (``python -m recbole_dien.benchmark.pause``
+pauses a running benchmark suite while this runs).
+"""
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+
+def pipeline(model, length, protocol=None, batch_size=None):
+    from recbole.data import data_preparation
+    from recbole.utils import get_trainer, init_seed
+
+    from recbole_dien import Config, create_dataset
+
+    settings = {"MAX_ITEM_LIST_LENGTH": length, "show_progress": False, "state": "WARNING", "seed": 2020}
+    if protocol:
+        settings["protocol"] = protocol
+    if batch_size:
+        settings["train_batch_size"] = batch_size
+    config = Config(model, "ml-100k", config_dict=settings, cmd_args=[])
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])
+    net = config.model_class(config, train._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    return config, trainer, train, valid
+
+
+def seconds(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def training_step_cost(trainer, train, batches):
+    """Mean seconds of a training step over the first ``batches`` batches (one warm-up first),
+    and their real and padded behaviours."""
+    model, optimizer = trainer.model, trainer.optimizer
+    model.train()
+    taken = []
+    for batch in train:
+        taken.append(batch[0] if isinstance(batch, tuple) else batch)
+        if len(taken) == batches + 1:
+            break
+
+    def step(interaction):
+        optimizer.zero_grad()
+        model.calculate_loss(interaction).backward()
+        optimizer.step()
+
+    step(taken[0])
+    timed = taken[1:]
+    elapsed = seconds(lambda: [step(interaction) for interaction in timed])
+    lengths = torch.cat([interaction[model.ITEM_SEQ_LEN] for interaction in timed])
+    padded = sum(interaction[model.ITEM_SEQ].numel() for interaction in timed)
+    return elapsed / len(timed), int(lengths.sum()), padded
+
+
+def measure_lengths(models, lengths, batches, log):
+    rows = []
+    for model in models:
+        for length in lengths:
+            config, trainer, train, valid = pipeline(model, length)
+            step_s, real, padded = training_step_cost(trainer, train, batches)
+            valid_s = seconds(lambda: trainer.evaluate(valid, load_best_model=False, show_progress=False))
+            row = {"model": model, "length": length, "step_s": step_s, "real_behaviours": real,
+                   "padded_positions": padded, "valid_pass_s": valid_s}
+            log(json.dumps(row))
+            rows.append(row)
+    return rows
+
+
+def measure_full_sort(models, log):
+    rows = []
+    for model in models:
+        config, trainer, train, valid = pipeline(model, 50, protocol="fullsort")
+        trainer.model.eval()
+        pass_s = seconds(lambda: trainer.evaluate(valid, load_best_model=False, show_progress=False))
+        row = {"model": model, "full_sort_pass_s": pass_s, "users": int(valid._dataset.user_num - 1),
+               "items": int(valid._dataset.item_num - 1)}
+        log(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+def markdown(length_rows, full_sort_rows):
+    lines = ["| model | MAX_ITEM_LIST_LENGTH | train step s | real behaviours / batch | padded positions / batch "
+             "| valid pass s (uni100) |", "|---|---|---|---|---|---|"]
+    batches = {}
+    for r in length_rows:
+        batches.setdefault(r["model"], []).append(r)
+    for model, rows in batches.items():
+        for r in rows:
+            lines.append(f"| {model} | {r['length']} | {r['step_s']:.3f} | {r['real_behaviours']:,} "
+                         f"| {r['padded_positions']:,} | {r['valid_pass_s']:.1f} |")
+    lines += ["", "| model | step cost growth | real behaviours growth | padded growth | valid pass growth |",
+              "|---|---|---|---|---|"]
+    for model, rows in batches.items():
+        first, last = rows[0], rows[-1]
+        lines.append(f"| {model} ({first['length']} → {last['length']}) | {last['step_s'] / first['step_s']:.2f}× "
+                     f"| {last['real_behaviours'] / first['real_behaviours']:.2f}× "
+                     f"| {last['padded_positions'] / first['padded_positions']:.2f}× "
+                     f"| {last['valid_pass_s'] / first['valid_pass_s']:.2f}× |")
+    if full_sort_rows:
+        lines += ["", "| model | one full-sort pass s (users x items) |", "|---|---|"]
+        lines += [f"| {r['model']} | {r['full_sort_pass_s']:.1f} ({r['users']} x {r['items']}) |" for r in full_sort_rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["DIN", "DIEN", "DSIN"])
+    parser.add_argument("--lengths", nargs="+", type=int, default=[50, 100, 200])
+    parser.add_argument("--batches", type=int, default=8, help="training batches timed per model and length")
+    parser.add_argument("--full-sort-models", nargs="*", default=["DIN", "DIEN"],
+                        help="models whose full-sort validation pass is timed (none: skip)")
+    parser.add_argument("--output", help="also write the measurements here (JSON)")
+    args = parser.parse_args(argv)
+
+    import recbole_dien  # noqa: F401 - the RecBole shims
+
+    length_rows = measure_lengths(args.models, args.lengths, args.batches, print) if args.lengths else []
+    full_sort_rows = measure_full_sort(args.full_sort_models, print)
+    print(markdown(length_rows, full_sort_rows))
+    if args.output:
+        record = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
+                  f"{torch.get_num_threads()} torch threads", "torch": torch.__version__,
+                  "lengths": length_rows, "full_sort": full_sort_rows}
+        with open(args.output, "w") as f:
+            json.dump(record, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
