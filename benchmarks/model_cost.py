@@ -24,13 +24,16 @@ import time
 import torch
 
 
+SETTINGS = {}  # --set KEY=VALUE, applied to every run
+
+
 def pipeline(model, length, protocol=None, batch_size=None):
     from recbole.data import data_preparation
     from recbole.utils import get_trainer, init_seed
 
     from recbole_dien import Config, create_dataset
 
-    settings = {"MAX_ITEM_LIST_LENGTH": length, "show_progress": False, "state": "WARNING", "seed": 2020}
+    settings = {"MAX_ITEM_LIST_LENGTH": length, "show_progress": False, "state": "WARNING", "seed": 2020, **SETTINGS}
     if protocol:
         settings["protocol"] = protocol
     if batch_size:
@@ -128,12 +131,19 @@ def markdown(length_rows, full_sort_rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["DIN", "DIEN", "DSIN"])
-    parser.add_argument("--lengths", nargs="+", type=int, default=[50, 100, 200])
+    parser.add_argument("--lengths", nargs="*", type=int, default=[50, 100, 200], help="none: skip")
     parser.add_argument("--batches", type=int, default=8, help="training batches timed per model and length")
     parser.add_argument("--full-sort-models", nargs="*", default=["DIN", "DIEN"],
                         help="models whose full-sort validation pass is timed (none: skip)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for every run (YAML value), e.g. --set full_sort_chunk_elements=16777216")
     parser.add_argument("--output", help="also write the measurements here (JSON)")
     args = parser.parse_args(argv)
+    import yaml
+
+    for item in args.set:
+        key, _, value = item.partition("=")
+        SETTINGS[key] = yaml.safe_load(value)
 
     import recbole_dien  # noqa: F401 - the RecBole shims
 
@@ -141,7 +151,7 @@ def main(argv=None):
     full_sort_rows = measure_full_sort(args.full_sort_models, print)
     print(markdown(length_rows, full_sort_rows))
     if args.output:
-        record = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
+        record = {"date": time.strftime("%Y-%m-%d"), "settings": SETTINGS, "machine": f"{platform.processor() or platform.machine()}, "
                   f"{torch.get_num_threads()} torch threads", "torch": torch.__version__,
                   "lengths": length_rows, "full_sort": full_sort_rows}
         with open(args.output, "w") as f:

@@ -186,9 +186,13 @@ def test_auxiliary_loss_counts_each_history_once(dien_setup):
     assert len(model.extract_interests(batch)["rows"]) == half
 
 
-def test_full_sort_predict_equals_predict_item_by_item(dien_setup):
-    model, _, batch = dien_setup(full_sort_chunk_elements=20000)
+@pytest.mark.parametrize("settings", [{}, {"attention_softmax": False, "history_sum_features": True},
+                                      {"gru_type": "AGRU"}, {"gru_type": "GRU"}, {"gru_type": "AIGRU"},
+                                      {"augru_variant": "authors", "full_sort_chunk_elements": 10 ** 8}])
+def test_full_sort_predict_equals_predict_item_by_item(dien_setup, settings):
+    model, _, batch = dien_setup(**{"full_sort_chunk_elements": 20000, **settings})
     assert_full_sort_matches_predict(model, batch[:4])
+    assert_full_sort_matches_predict(model, batch[::7])  # histories of many lengths, duplicate users
 
 
 @pytest.mark.parametrize("history_sum_features", [False, True])

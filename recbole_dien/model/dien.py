@@ -217,20 +217,51 @@ class DIEN(AttentionCTRRecommender):
         return loss
 
     def full_sort_predict(self, interaction):
-        """Click probabilities of every item for each user: [B, n_items]. The extractor runs once
-        per user; the evolution, which depends on the candidate, runs on chunks of (user, item)
-        pairs holding at most ``full_sort_chunk_elements`` numbers per intermediate."""
-        interests = self.extract_interests(interaction)
-        batch, length = interaction[self.ITEM_SEQ].shape
-        hidden = interests["states"].shape[-1]
-        all_items = self.item_embedding(torch.arange(self.n_items, device=interests["profile"].device))
-        widest = max(3 * hidden, self.attention.input_layer.out_features)           # per (pair, step)
-        chunk = self.full_sort_chunk(length * widest)
-        logits = []
-        for start in range(0, batch * self.n_items, chunk):
-            # pair p is (user p // n_items, item p % n_items)
-            pairs = torch.arange(start, min(start + chunk, batch * self.n_items), device=all_items.device)
-            users = interests["inverse"][pairs // self.n_items]
-            logits.append(self.score(interests, all_items[pairs % self.n_items], users))
-        return torch.sigmoid(torch.cat(logits)).view(batch, self.n_items)
+        """Click probabilities of every item for each user: [B, n_items].
 
+        The extractor runs once per user. Then, for a chunk of C candidates at a time, the
+        attention of every candidate on every real interest state is one pass of the activation
+        unit ([N, C], its product term one matrix product), and the evolution steps all users'
+        states for all C candidates together ([users, C, H]; a user's input projections are
+        broadcast over the candidates, users sorted by history length so the active ones shrink).
+        No intermediate holds more than ``full_sort_chunk_elements`` numbers."""
+        interests = self.extract_interests(interaction)
+        n_users = len(interests["rows"])
+        order = torch.argsort(interests["lengths"], descending=True, stable=True)
+        steps, sorted_users, batch_sizes = time_major_positions(interests["lengths"][order])
+        positions = interests["position"][order[sorted_users], steps]               # [N], time-major
+        states = interests["states"].index_select(0, positions)                     # [N, H]
+        keys = interests["attention_keys"].index_select(0, positions)               # [N, A]
+        inputs = interests["evolution_inputs"]
+        inputs = inputs.index_select(0, positions) if inputs is not None else None  # [N, 3H]
+        all_items = self.item_embedding(torch.arange(self.n_items, device=states.device))
+        widest = max(3 * states.shape[-1], self.attention.input_layer.out_features)  # per (state, candidate)
+        chunk = self.full_sort_chunk(max(len(positions), n_users) * widest)
+        unsort = torch.argsort(order)
+        logits = []
+        for candidates in all_items.split(chunk):                                    # [C, D]
+            query = self.query_projection(candidates)                                # [C, H]
+            scores = self.attention.score_every_pair(query, states, self.attention.project_query(query), keys)
+            attention = packed_softmax(scores, sorted_users, n_users) if self.attention_softmax else torch.sigmoid(scores)
+            if inputs is not None:                                                   # AGRU / AUGRU
+                evolved = self.interest_evolution.evolve_packed(inputs, attention, batch_sizes, n_users)
+                evolved = evolved.index_select(0, unsort)                            # [U, C, H]
+            else:  # GRU / AIGRU (ablations): per (user, candidate) pair on torch's GRU
+                pairs = {"pairs": (sorted_users.unsqueeze(1) * len(candidates)
+                                   + torch.arange(len(candidates), device=states.device)).flatten(),
+                         "steps": steps.repeat_interleave(len(candidates))}
+                dense_states = self.padded(pairs, states.repeat_interleave(len(candidates), 0), n_users * len(candidates))
+                dense_attention = self.padded(pairs, attention.flatten(), n_users * len(candidates))
+                pair_lengths = interests["lengths"][order].repeat_interleave(len(candidates))
+                evolved = self.interest_evolution(dense_states, dense_attention, pair_lengths)
+                evolved = evolved.view(n_users, len(candidates), -1).index_select(0, unsort)
+            shape = evolved.shape[:-1]                                               # [U, C]
+            features = [evolved, candidates.unsqueeze(0).expand(*shape, -1),
+                        interests["profile"].unsqueeze(1).expand(*shape, -1)]
+            if self.history_sum_features:
+                behaviours = interests["behaviours"]
+                history_sum = behaviours.new_zeros(n_users, behaviours.shape[-1]).index_add(
+                    0, interests["history"], behaviours).unsqueeze(1)                # [U, 1, D]
+                features += [history_sum.expand(*shape, -1), candidates.unsqueeze(0) * history_sum]
+            logits.append(self.prediction(self.mlp(torch.cat(features, dim=-1))).squeeze(-1))
+        return torch.sigmoid(torch.cat(logits, dim=1)).index_select(0, interests["inverse"])

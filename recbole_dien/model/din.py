@@ -88,8 +88,8 @@ class DIN(AttentionCTRRecommender):
         keys, rows = behaviours["keys"], behaviours["rows"]
         query_projections = self.attention.project_query(target)
         if every_pair:
-            scores = self.attention.score_projected(target.unsqueeze(0), keys.unsqueeze(1), query_projections.unsqueeze(0),
-                                                    behaviours["key_projections"].unsqueeze(1))   # [N, C]
+            scores = self.attention.score_every_pair(target, keys, query_projections,
+                                                     behaviours["key_projections"])                # [N, C]
         else:
             scores = self.attention.score_projected(target.index_select(0, rows), keys,
                                                     query_projections.index_select(0, rows),

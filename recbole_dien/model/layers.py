@@ -192,6 +192,18 @@ class ActivationUnit(nn.Module):
         hidden = self.hidden(self.input_activation(hidden.reshape(-1, hidden.shape[-1])))
         return self.output_layer(hidden).view(shape)
 
+    def score_every_pair(self, queries, keys, query_projections, key_projections):
+        """Raw scores of every key [S, D] against every query [C, D] -> [S, C], given their
+        projections [C, H] and [S, H]. The product term W_p (q ⊙ k) of all pairs is one matrix
+        product, keys [S, D] @ (W_p ⊙ q)ᵀ [D, C·H], with no [S, C, D] intermediate."""
+        _, _, _, w_prod = self.input_layer.weight.split(self.dim, dim=1)             # [H, D]
+        per_query = (w_prod.unsqueeze(0) * queries.unsqueeze(1)).flatten(0, 1)       # [C·H, D]
+        hidden = torch.matmul(keys, per_query.t()).view(len(keys), len(queries), -1)  # [S, C, H]
+        hidden = hidden + key_projections.unsqueeze(1) + query_projections.unsqueeze(0)
+        shape = hidden.shape[:-1]
+        hidden = self.hidden(self.input_activation(hidden.reshape(-1, hidden.shape[-1])))
+        return self.output_layer(hidden).view(shape)
+
     def forward(self, query, keys, key_projection=None):
         if key_projection is None:
             key_projection = self.project_keys(keys)                          # [..., L, H]
@@ -397,10 +409,15 @@ class InterestEvolution(nn.Module):
         the state of each row at its last real step [n_rows, H], zero for a row without steps.
 
         Step t updates only the ``batch_sizes[t]`` rows still active; a row's state is set aside
-        when its history ends, so the cost is that of the real steps."""
+        when its history ends, so the cost is that of the real steps.
+
+        ``attention`` [N, C] evolves each row for C candidates at once (states [n_rows, C, H]):
+        the input projections are shared by the candidates, and broadcast rather than copied."""
         variant = "authors" if self.gru_type == "AUGRU" and self.augru_variant == "authors" else self.gru_type
-        state = projected.new_zeros(batch_sizes[0] if batch_sizes else 0, self.hidden_size)
-        finished = [projected.new_zeros(n_rows - len(state), self.hidden_size)]  # rows without steps
+        candidates = attention.shape[1:]                                             # () or (C,)
+        projected = projected.view(len(projected), *[1] * len(candidates), projected.shape[-1])
+        state = projected.new_zeros(batch_sizes[0] if batch_sizes else 0, *candidates, self.hidden_size)
+        finished = [projected.new_zeros(n_rows - len(state), *candidates, self.hidden_size)]  # rows without steps
         for x, a in zip(projected.split(batch_sizes), attention.unsqueeze(-1).split(batch_sizes)):
             if len(x) < len(state):
                 finished.append(state[len(x):])  # the shortest active histories ended at the last step
