@@ -42,7 +42,9 @@ setup(
         "recbole_dien.dataset_configs": ["*.yaml"],
     },
     install_requires=INSTALL_REQUIRES,
-    # matplotlib draws the benchmark's and the attention command's plots
-    extras_require={"benchmark": ["matplotlib>=3.7"], "test": ["pytest>=7", "matplotlib>=3.7"]},
+    # matplotlib draws the benchmark's and the attention command's plots; hyperopt runs RecBole's
+    # HyperTuning (run_hyper.py); the tests exercise both
+    extras_require={"benchmark": ["matplotlib>=3.7"], "tune": ["hyperopt>=0.2.7"],
+                    "test": ["pytest>=7", "matplotlib>=3.7", "hyperopt>=0.2.7"]},
     entry_points={"console_scripts": ["recbole-dien=recbole_dien.cli:main"]},
 )

@@ -105,8 +105,8 @@ def measure_full_sort(models, log):
 
 
 def markdown(length_rows, full_sort_rows):
-    lines = ["| model | MAX_ITEM_LIST_LENGTH | train step s | real behaviours / batch | padded positions / batch "
-             "| valid pass s (uni100) |", "|---|---|---|---|---|---|"]
+    lines = ["| model | MAX_ITEM_LIST_LENGTH | train step s | real behaviours (timed batches) "
+             "| padded positions (timed batches) | valid pass s (uni100) |", "|---|---|---|---|---|---|"]
     batches = {}
     for r in length_rows:
         batches.setdefault(r["model"], []).append(r)

@@ -9,6 +9,10 @@ Importing :mod:`recbole_dien` applies them; nothing in site-packages is edited.
   crafted file run code. ``Trainer._save_checkpoint`` is replaced by one that writes plain data
   only (:mod:`recbole_dien.checkpoint`): RecBole's keys, the configuration as plain data, and the
   state to resume from (:mod:`recbole_dien.training`). torch's allow-list is left as it is.
+* **DSIN's timestamps.** RecBole's ``Dataset._normalize`` (``normalize_all: True`` in RecBole's own
+  ml-100k.yaml) would min-max normalise the time field DSIN cuts sessions with; for a model that
+  declares ``time_in_seconds`` the time field is left out of the normalisation, the other float
+  fields are normalised as configured.
 * **Anomaly detection.** ``recbole/model/sequential_recommender/sine.py`` calls
   ``torch.autograd.set_detect_anomaly(True)`` at import, and the package imports it for any
   sequential model (RecBole's own DIN and DIEN included): every backward pass then runs with NaN
@@ -45,6 +49,34 @@ def _import_recbole_models():
     torch.autograd.set_detect_anomaly(False)
 
 
+def _normalize_keeping_time_in_seconds(normalize):
+    """``Dataset._normalize`` that leaves the time field as it is when the run's model declares
+    ``time_in_seconds`` (DSIN cuts sessions at gaps of ``session_gap`` seconds; RecBole's min-max
+    normalisation, which its own ml-100k.yaml switches on with ``normalize_all: True``, would put
+    every gap far below that). Every other float field is normalised as configured."""
+    def wrapper(self):
+        config, time_field = self.config, self.config["TIME_FIELD"]
+        model_class = getattr(config, "model_class", None)
+        if not getattr(model_class, "time_in_seconds", False) or time_field not in self.field2type:
+            return normalize(self)
+        listed = config["normalize_field"]
+        if not (config["normalize_all"] or time_field in (listed or [])):
+            return normalize(self)
+        fields = [f for f in (listed or self.float_like_fields) if f != time_field]
+        saved = config["normalize_all"], listed
+        config["normalize_all"], config["normalize_field"] = False, fields
+        try:
+            normalize(self)
+        finally:
+            config["normalize_all"], config["normalize_field"] = saved
+        self.logger.info(f"{model_class.__name__} keeps '{time_field}' in its own units (session_gap is in them); "
+                         "the other float fields are normalised as configured")
+
+    wrapper.keeps_time_in_seconds = True
+    wrapper.__wrapped__ = normalize
+    return wrapper
+
+
 def _silence_known_warnings():
     for message in (
         "A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
@@ -59,11 +91,13 @@ def apply():
     global _applied
     if _applied:
         return
+    from recbole.data.dataset import Dataset
     from recbole.trainer import Trainer
 
     from recbole_dien.training import save_checkpoint
 
     Trainer._save_checkpoint = save_checkpoint
+    Dataset._normalize = _normalize_keeping_time_in_seconds(Dataset._normalize)
     _import_recbole_models()
     _silence_known_warnings()
     _applied = True

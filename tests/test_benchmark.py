@@ -188,7 +188,8 @@ def test_no_time_to_quality_without_the_reference_model():
 
 
 def test_a_held_run_pauses_between_batches_and_leaves_the_pause_out_of_its_clock(tmp_path):
-    import threading
+    import os
+    import subprocess
     import time
 
     clock = pause.PausableClock(tmp_path)
@@ -199,28 +200,34 @@ def test_a_held_run_pauses_between_batches_and_leaves_the_pause_out_of_its_clock
 
     batches = pause.pausing(Loader(), clock)
     seen = []
-    holder_done = threading.Event()
-
-    def holder():
-        # hold() returns only after the run acknowledged the pause, then runs the command
-        pause.hold([sys.executable, "-c", "import time; time.sleep(0.6)"], folder=tmp_path, log=lambda line: None)
-        holder_done.set()
-
-    start_clock, start_wall = clock.now(), time.perf_counter()
     iterator = iter(batches)
     seen.append(next(iterator))
-    thread = threading.Thread(target=holder)
-    thread.start()
+    # another process holds: hold() returns only after the run acknowledged the pause, then runs the command
+    holder = subprocess.Popen([sys.executable, "-m", "recbole_dien.benchmark.pause", sys.executable, "-c",
+                               "import time; time.sleep(0.6)"], env={**os.environ, pause.HOLD_DIR_VARIABLE: str(tmp_path)},
+                              stderr=subprocess.DEVNULL)
     while not list(tmp_path.glob("hold-*")):
         time.sleep(0.01)
+    start_clock, start_wall = clock.now(), time.perf_counter()
     seen += list(iterator)  # waits at the next batch until the hold is gone
-    thread.join()
-    assert seen == [0, 1, 2] and holder_done.is_set()
-    assert clock.paused >= 0.5
     measured, wall = clock.now() - start_clock, time.perf_counter() - start_wall
+    assert holder.wait(timeout=60) == 0
+    assert seen == [0, 1, 2]
+    assert clock.paused >= 0.5
     assert measured == pytest.approx(wall - clock.paused, abs=1e-3) and measured < 0.3
     clock.close()
     assert not list(tmp_path.iterdir())  # no hold, acknowledgement or running file is left behind
+
+
+def test_a_run_started_under_a_hold_does_not_wait_for_its_own_ancestor(tmp_path):
+    import os
+
+    (tmp_path / f"hold-{os.getppid()}").touch()  # e.g. pytest run through `python -m ...pause`
+    clock = pause.PausableClock(tmp_path)
+    clock.wait_while_held()
+    assert clock.paused == 0.0
+    assert os.getpid() in pause.ancestors() and os.getppid() in pause.ancestors()
+    clock.close()
 
 
 def test_hold_of_a_dead_holder_is_ignored(tmp_path):

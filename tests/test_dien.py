@@ -265,3 +265,18 @@ def test_longer_padding_changes_nothing(dien_setup):
         batch[field] = torch.cat([batch[field], torch.zeros(len(batch), 24, dtype=torch.long)], dim=1)
     torch.testing.assert_close(model.predict(batch), scores)
     torch.testing.assert_close(model.auxiliary_loss(batch, model.extract_interests(batch)), aux)
+
+
+def test_recboles_own_dien_dataset_is_named_in_one_warning(tiny_config_dict, caplog):
+    from recbole.config import Config as RecBoleConfig
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_dien import DIEN
+
+    config = RecBoleConfig(model=DIEN, dataset="tiny", config_dict=tiny_config_dict)
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    assert type(train_data._dataset).__module__.startswith("recbole.")
+    with caplog.at_level("WARNING"):
+        DIEN(config, train_data._dataset)
+    (warning,) = [r.getMessage() for r in caplog.records if "DIENDataset" in r.getMessage()]
+    assert "misaligns" in warning and "recbole_dien.create_dataset" in warning

@@ -153,11 +153,13 @@ def test_empty_sessions_are_excluded_downstream(dsin_setup):
         assert torch.all(masked_softmax(scores, sessions["mask"])[empty] == 0)
 
 
-def test_normalised_timestamps_are_a_clear_error(tiny_model):
+def test_without_the_normalisation_shim_normalised_timestamps_are_a_clear_error(tiny_model, monkeypatch):
+    from recbole.data.dataset import Dataset
+
+    # as if recbole_dien.compat had not wrapped RecBole's _normalize (the model cannot recover then)
+    monkeypatch.setattr(Dataset, "_normalize", Dataset._normalize.__wrapped__)
     with pytest.raises(DatasetError, match="normalises the time field 'timestamp'.*set normalize_all: False"):
         tiny_model("DSIN", normalize_all=True)
-    with pytest.raises(DatasetError, match="normalize_field"):
-        tiny_model("DSIN", normalize_field=["timestamp"])
 
 
 def test_ml_100k_protocol_keeps_timestamps_in_seconds():
@@ -173,3 +175,41 @@ def test_histories_of_one_behaviour_train_and_predict(tiny_config_dict):
 
     result = run("DSIN", "tiny", config_dict={**tiny_config_dict, "MAX_ITEM_LIST_LENGTH": 1}, cmd_args=[])
     assert 0.0 <= result["test_result"]["auc"] <= 1.0
+
+
+@pytest.mark.parametrize("normalise", [{"normalize_all": True}, {"normalize_field": ["timestamp"]}])
+def test_normalising_the_time_field_changes_neither_sessions_nor_scores(tiny_model, normalise):
+    load_col = {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "year", "genre"]}
+    plain, _, plain_batch = tiny_model("DSIN", load_col=load_col, normalize_all=False)
+    normalised, _, batch = tiny_model("DSIN", load_col=load_col, **normalise)
+    assert batch["timestamp_list"].max() > 1e6  # still seconds
+    assert torch.equal(batch["timestamp_list"], plain_batch["timestamp_list"])
+    for got, want in zip(normalised.session_grid(batch), plain.session_grid(plain_batch)):
+        assert torch.equal(got, want)
+    normalised.eval(), plain.eval()
+    assert torch.equal(normalised.predict(batch), plain.predict(plain_batch))
+
+
+def test_dsin_runs_in_recboles_own_pipeline_on_its_own_ml_100k_yaml(tmp_path, monkeypatch):
+    # RecBole's Config (its ml-100k.yaml: normalize_all True), create_dataset, data_preparation, Trainer
+    from recbole.config import Config as RecBoleConfig
+    from recbole.data import create_dataset, data_preparation
+    from recbole.trainer import Trainer
+    from recbole.utils import init_seed
+
+    from recbole_dien import DSIN
+
+    monkeypatch.chdir(tmp_path)
+    config = RecBoleConfig(model=DSIN, dataset="ml-100k", config_dict={
+        "epochs": 1, "show_progress": False, "checkpoint_dir": str(tmp_path), "MAX_ITEM_LIST_LENGTH": 20,
+        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "uni100"},
+        "metrics": ["AUC"], "valid_metric": "AUC"})
+    assert config["normalize_all"] is True
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
+    assert train_data._dataset.inter_feat["timestamp"].min() > 8e8  # seconds, not min-max normalised
+    model = DSIN(config, train_data._dataset)
+    trainer = Trainer(config, model)
+    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    assert 0.75 < trainer.evaluate(test_data, load_best_model=True, show_progress=False)["auc"] < 1.0

@@ -9,7 +9,9 @@ is left out of every duration it records. ::
 
 holds the benchmark for as long as the command runs: it writes a hold file, waits until every
 running measurement has acknowledged the pause (at its next batch boundary), runs the command and
-removes the hold. Several holds may overlap; the runs go on when the last one is gone.
+removes the hold. Several holds may overlap; the runs go on when the last one is gone. A run
+never waits for a hold of its own ancestors: the measurements the held command starts itself (a
+test of the benchmark, say) go on.
 """
 import os
 import subprocess
@@ -49,9 +51,25 @@ def _pids(folder, prefix):
     return pids
 
 
-def _live_holds(folder):
+def ancestors(pid=None):
+    """This process and its ancestors' pids (Linux /proc; elsewhere this process and its parent)."""
+    pid = os.getpid() if pid is None else pid
+    found = {pid}
+    try:
+        while pid > 1:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])  # the field after the state
+            found.add(pid)
+    except (OSError, ValueError, IndexError):
+        found.add(os.getppid())
+    return found
+
+
+def _live_holds(folder, ignored=()):
     holds = []
     for pid in _pids(folder, "hold"):
+        if pid in ignored:
+            continue
         if _alive(pid):
             holds.append(pid)
         else:  # a holder that died without cleaning up
@@ -65,6 +83,7 @@ class PausableClock:
     def __init__(self, folder=None):
         self.folder = Path(folder) if folder else hold_dir()
         self.paused = 0.0
+        self._own = ancestors()  # a command run under a hold does not pause its own measurements
         self._running = self.folder / f"running-{os.getpid()}"
         self._running.touch()
 
@@ -73,13 +92,13 @@ class PausableClock:
 
     def wait_while_held(self):
         """Sleep while a hold exists; acknowledge it so the holder knows the CPU is free."""
-        if not _live_holds(self.folder):
+        if not _live_holds(self.folder, self._own):
             return
         acknowledged = self.folder / f"paused-{os.getpid()}"
         start = time.perf_counter()
         acknowledged.touch()
         try:
-            while _live_holds(self.folder):
+            while _live_holds(self.folder, self._own):
                 time.sleep(POLL_SECONDS)
         finally:
             acknowledged.unlink(missing_ok=True)

@@ -32,6 +32,8 @@ evolved interest :math:`h'_T`.
 Prediction: :math:`\hat y = \sigma(\mathrm{MLP}_{Dice}([h'_T, e_a, p_U]))`, trained with
 :math:`L = L_{target} + \alpha L_{aux}`.
 """
+import logging
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -79,6 +81,16 @@ class DIEN(AttentionCTRRecommender):
                        input_batch_norm=hp["mlp_batch_norm"])
         self.prediction = nn.Linear(self.mlp.output_size, 1)
         self.finish_init(config)
+        self._warn_about_misaligned_negatives(dataset)
+
+    def _warn_about_misaligned_negatives(self, dataset):
+        from recbole_dien.data.dataset import DIENDataset
+
+        if self.alpha > 0 and not isinstance(dataset, DIENDataset):
+            logging.getLogger().warning(
+                f"DIEN: the dataset is {type(dataset).__module__}.{type(dataset).__name__}, not recbole-dien's "
+                "DIENDataset, so the auxiliary loss trains on its negatives (RecBole's own DIENDataset misaligns "
+                "them: a negative can be the clicked item); build the dataset with recbole_dien.create_dataset")
 
     # --- candidate-independent part: once per distinct history ---------------------------------
     #

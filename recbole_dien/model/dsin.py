@@ -33,6 +33,7 @@ rebuilt data.
 """
 import torch
 import torch.nn as nn
+from recbole.data.dataset import Dataset
 
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
 from recbole_dien.errors import ConfigError, DatasetError
@@ -76,6 +77,7 @@ class DSIN(AttentionCTRRecommender):
     """Deep Session Interest Network (Feng et al., IJCAI 2019), DSIN-BE. Knobs: ``props/DSIN.yaml``."""
 
     props_name = "DSIN"
+    time_in_seconds = True  # RecBole's normalisation leaves the time field alone (recbole_dien.compat)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -87,12 +89,11 @@ class DSIN(AttentionCTRRecommender):
                 f"DSIN splits behaviours into sessions by time, but the dataset has no '{self.TIME_SEQ}': "
                 f"load the time column (TIME_FIELD='{time_field}') in load_col['inter']"
             )
-        if config["normalize_all"] or time_field in (config["normalize_field"] or []):
-            # RecBole's min-max normalisation would put every gap far below session_gap: one session
-            raise DatasetError(
+        if (config["normalize_all"] or time_field in (config["normalize_field"] or [])) and not getattr(
+                Dataset._normalize, "keeps_time_in_seconds", False):
+            raise DatasetError(  # only if recbole_dien.compat was not applied
                 f"DSIN cuts sessions at gaps of session_gap seconds, but the config normalises the time field "
-                f"'{time_field}' (normalize_all: True, which RecBole's own ml-100k.yaml sets, or normalize_field): "
-                f"set normalize_all: False or leave '{time_field}' out of normalize_field"
+                f"'{time_field}': set normalize_all: False or leave '{time_field}' out of normalize_field"
             )
         self.session_gap = hp["session_gap"]
         self.max_sessions = hp["max_sessions"]
