@@ -83,12 +83,13 @@ def seen_items(dataset, users):
 
 
 @torch.no_grad()
-def recommend(checkpoint, users=None, topk=10, exclude_seen=True, history="latest", batch_size=256):
+def recommend(checkpoint, users=None, topk=10, exclude_seen=True, history="latest", batch_size=None):
     """Top-``topk`` items for each user: a list of ``(user token, [item tokens], [scores])``.
 
     ``checkpoint``: a path, or ``load_data_and_model``'s tuple (loaded once, reused). ``users``:
     user tokens; ``None`` for every user with a test row. See the module docstring for
-    ``history`` and ``exclude_seen``.
+    ``history`` and ``exclude_seen``. ``batch_size``: users scored at once (default: the run's
+    ``eval_batch_size``, as RecBole's full-sort evaluation batches them).
     """
     from recbole_dien.quick_start import load_data_and_model
 
@@ -105,6 +106,7 @@ def recommend(checkpoint, users=None, topk=10, exclude_seen=True, history="lates
         ids = user_ids(dataset, users)
     rows = test_rows(test_split, ids)
     topk = min(topk, dataset.item_num - 1)
+    batch_size = batch_size or config["eval_batch_size"]
     model.eval()
     results = []
     for start in range(0, len(ids), batch_size):
@@ -136,7 +138,7 @@ def main(argv=None):
     parser.add_argument("--include-seen", action="store_true", help="also recommend items the user interacted with")
     parser.add_argument("--history", choices=HISTORIES, default="latest",
                         help="latest: the whole log (default); test: the test row as RecBole's case study uses it")
-    parser.add_argument("--batch-size", type=int, default=256, help="users scored at once")
+    parser.add_argument("--batch-size", type=int, default=None, help="users scored at once (default: eval_batch_size)")
     parser.add_argument("--output", help="write CSV (user, rank, item, score) here instead of printing")
     args = parser.parse_args(argv)
     try:

@@ -39,8 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
-from recbole_dien.model.layers import (MLP, ActivationUnit, InterestEvolution, activation_layer,
-                                       packed_gru_states, packed_softmax, sequence_mask,
+from recbole_dien.model.layers import (MLP, ActivationUnit, InterestEvolution, activation_layer, gru_step,
+                                       masked_softmax, packed_gru_states, packed_softmax, sequence_mask,
                                        time_major_positions)
 
 
@@ -215,6 +215,35 @@ class DIEN(AttentionCTRRecommender):
         packed = self.pair_attention(interests, target, interests["inverse"])
         weights = target.new_zeros(interaction[self.ITEM_SEQ].shape)
         return {"interest states": weights.index_put((packed["pairs"], packed["steps"]), packed["attention"])}
+
+    def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
+        """Logits of each user's candidates from plain tensors, padded and masked (fixed shapes, for
+        :mod:`recbole_dien.export`): users [B], item_seq [B, L], lengths [B], candidates [B, C]
+        -> [B, C]; ``time_seq`` is unused. The evolution steps all L positions and keeps each
+        state where its history has ended. AGRU / AUGRU only. Equals :meth:`forward`
+        (tests/test_export.py)."""
+        evolution = self.interest_evolution
+        if not evolution.projects_inputs:
+            raise ValueError(f"export supports gru_type AGRU and AUGRU, not {evolution.gru_type}")
+        history = self.item_embedding(item_seq)                                     # [B, L, D]
+        states, _ = self.interest_extractor(history)                                # [B, L, H]
+        mask = sequence_mask(lengths, item_seq.shape[1]).unsqueeze(1)               # [B, 1, L]
+        target = self.item_embedding(candidates)                                    # [B, C, D]
+        scores = self.attention(self.query_projection(target), states.unsqueeze(1))  # [B, C, L]
+        attention = masked_softmax(scores, mask) if self.attention_softmax else torch.sigmoid(scores) * mask
+        inputs = evolution.project_inputs(states)                                   # [B, L, 3H]
+        variant = "authors" if evolution.gru_type == "AUGRU" and evolution.augru_variant == "authors" \
+            else evolution.gru_type
+        state = states.new_zeros(*target.shape[:-1], states.shape[-1])             # [B, C, H]
+        for step in range(item_seq.shape[1]):
+            new = gru_step(evolution.gru, state, inputs[:, step].unsqueeze(1), attention[:, :, step].unsqueeze(-1),
+                           variant)
+            state = torch.where((step < lengths).view(-1, 1, 1), new, state)
+        features = [state, target, self.user_embedding(users).unsqueeze(1).expand(*target.shape[:-1], -1)]
+        if self.history_sum_features:
+            history_sum = (history * mask.transpose(1, 2)).sum(1, keepdim=True)     # [B, 1, D]
+            features += [history_sum.expand_as(target), target * history_sum]
+        return self.prediction(self.mlp(torch.cat(features, dim=-1))).squeeze(-1)
 
     def forward(self, interaction, interests=None):
         interests = interests or self.extract_interests(interaction)

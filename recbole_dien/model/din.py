@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
-from recbole_dien.model.layers import MLP, ActivationUnit, packed_softmax, sequence_mask
+from recbole_dien.model.layers import MLP, ActivationUnit, masked_softmax, packed_softmax, sequence_mask
 
 
 class DIN(AttentionCTRRecommender):
@@ -115,6 +115,19 @@ class DIN(AttentionCTRRecommender):
         weights = self.attention_weights_of(behaviours, self.item_embedding(interaction[self.ITEM_ID]))
         dense = weights.new_zeros(behaviours["shape"])
         return {"behaviours": dense.index_put((behaviours["rows"], behaviours["steps"]), weights)}
+
+    def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
+        """Logits of each user's candidates from plain tensors, padded and masked (fixed shapes, for
+        :mod:`recbole_dien.export`): users [B], item_seq [B, L], lengths [B], candidates [B, C]
+        -> [B, C]; ``time_seq`` is unused. Equals :meth:`forward` (tests/test_export.py)."""
+        history = self.item_embedding(item_seq)                                     # [B, L, D]
+        mask = sequence_mask(lengths, item_seq.shape[1]).unsqueeze(1)               # [B, 1, L]
+        target = self.item_embedding(candidates)                                    # [B, C, D]
+        weights = self.attention(target, history.unsqueeze(1))                      # [B, C, L]
+        weights = masked_softmax(weights, mask) if self.attention_softmax else weights * mask
+        interest = torch.matmul(weights, history)                                   # [B, C, D]
+        profile = self.user_embedding(users).unsqueeze(1).expand(*interest.shape[:-1], -1)
+        return self.prediction(self.mlp(torch.cat([profile, interest, target], dim=-1))).squeeze(-1)
 
     def forward(self, interaction):
         behaviours = self.behaviours_of(interaction)

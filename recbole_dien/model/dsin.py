@@ -142,14 +142,14 @@ class DSIN(AttentionCTRRecommender):
         grid = split_sessions(interaction[self.TIME_SEQ].double(), lengths, self.session_gap,
                               self.max_sessions, self.max_session_length)
         batch, K, T = item_seq.shape[0], self.max_sessions, self.max_session_length
-        items = item_seq.new_zeros(batch * K * T)
         kept = grid["slot"] >= 0
         rows = torch.arange(batch, device=item_seq.device).unsqueeze(-1).expand_as(item_seq)
-        cells = (rows * K + grid["slot"]) * T + grid["position"]
-        items[cells[kept]] = item_seq[kept]
-        behaviour_mask = torch.zeros(batch * K * T, dtype=torch.bool, device=item_seq.device)
-        behaviour_mask[cells[kept]] = True
-        return (items.view(batch, K, T), behaviour_mask.view(batch, K, T), grid["recency"],
+        # every behaviour goes to its cell; dropped ones to one extra cell, cut off after (fixed shapes)
+        cells = torch.where(kept, (rows * K + grid["slot"]) * T + grid["position"], batch * K * T)
+        items = item_seq.new_zeros(batch * K * T + 1).scatter(0, cells.flatten(), item_seq.flatten())
+        behaviour_mask = torch.zeros(batch * K * T + 1, dtype=torch.bool, device=item_seq.device).scatter(
+            0, cells.flatten(), kept.flatten())
+        return (items[:-1].view(batch, K, T), behaviour_mask[:-1].view(batch, K, T), grid["recency"],
                 grid["recency"] >= 0, grid["count"])
 
     def bias_encoding(self, sessions, recency):
@@ -157,30 +157,74 @@ class DSIN(AttentionCTRRecommender):
         recency [B, K] (empty slots, -1, get any row: they are never used)."""
         return sessions + self.session_bias[recency.clamp(min=0)] + self.position_bias + self.unit_bias
 
-    def session_interests(self, interaction):
+    def session_interests(self, interaction, dense=False):
         """Per user: session interests I [B, K, D], interacting states H [B, K, D'], session mask
-        [B, K] and the profile [B, P]."""
+        [B, K] and the profile [B, P].
+
+        Only the real sessions go through the Transformer, and the Bi-LSTM runs packed by each
+        user's session count; ``dense`` computes the same with fixed shapes (every slot through the
+        Transformer, the Bi-LSTM on the sessions left- and right-aligned), for
+        :mod:`recbole_dien.export`."""
         items, behaviour_mask, recency, session_mask, count = self.session_grid(interaction)
         embedded = self.bias_encoding(self.item_embedding(items), recency)           # [B, K, T, D]
+        if dense:
+            interests = self._dense_session_interests(embedded, behaviour_mask, session_mask)
+            states = self._dense_interacting_states(interests, count)
+        else:
+            real_sessions = session_mask.reshape(-1)                                 # [B*K]
+            sessions = embedded.flatten(0, 1)[real_sessions]                         # [S, T, D]
+            masks = behaviour_mask.flatten(0, 1)[real_sessions]                      # [S, T]
+            outputs = self.session_extractor(sessions, src_key_padding_mask=~masks)  # [S, T, D]
+            pooled = (outputs * masks.unsqueeze(-1)).sum(1) / masks.sum(1, keepdim=True)  # [S, D]
+            interests = embedded.new_zeros(session_mask.numel(), embedded.shape[-1])
+            interests[real_sessions] = pooled
+            interests = interests.view(*session_mask.shape, -1)                      # [B, K, D]
 
-        real_sessions = session_mask.reshape(-1)                                     # [B*K]
-        sessions = embedded.flatten(0, 1)[real_sessions]                             # [S, T, D]
-        masks = behaviour_mask.flatten(0, 1)[real_sessions]                          # [S, T]
-        outputs = self.session_extractor(sessions, src_key_padding_mask=~masks)      # [S, T, D]
-        pooled = (outputs * masks.unsqueeze(-1)).sum(1) / masks.sum(1, keepdim=True)  # [S, D]
-        interests = embedded.new_zeros(session_mask.numel(), embedded.shape[-1])
-        interests[real_sessions] = pooled
-        interests = interests.view(*session_mask.shape, -1)                          # [B, K, D]
-
-        packed = nn.utils.rnn.pack_padded_sequence(interests, count.clamp(min=1).cpu(), batch_first=True,
-                                                   enforce_sorted=False)
-        states, _ = self.session_interacting(packed)
-        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=self.max_sessions)
+            packed = nn.utils.rnn.pack_padded_sequence(interests, count.clamp(min=1).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            states, _ = self.session_interacting(packed)
+            states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=self.max_sessions)
         if self.bilstm_merge == "sum":
             states = sum(states.chunk(2, dim=-1))
         states = states * session_mask.unsqueeze(-1)                                 # [B, K, D']
         return {"interests": interests, "states": states, "mask": session_mask,
                 "profile": self.user_embedding(interaction[self.USER_ID])}
+
+    def _dense_session_interests(self, embedded, behaviour_mask, session_mask):
+        """The Transformer over every session slot [B, K, T, D] -> pooled interests [B, K, D]; an
+        empty slot attends to its first position (never all-masked, which would give NaN) and is
+        zeroed after."""
+        batch, K, T, dim = embedded.shape
+        masks = behaviour_mask.flatten(0, 1)                                          # [B*K, T]
+        first = torch.arange(T, device=masks.device) == 0
+        attended = masks | (~masks.any(1, keepdim=True) & first)
+        outputs = self.session_extractor(embedded.flatten(0, 1), src_key_padding_mask=~attended)
+        pooled = (outputs * masks.unsqueeze(-1)).sum(1) / masks.sum(1, keepdim=True).clamp(min=1)
+        return (pooled * session_mask.reshape(-1, 1)).view(batch, K, dim)
+
+    def _dense_interacting_states(self, interests, count):
+        """The Bi-LSTM over each user's real sessions without packing: the forward direction on
+        the sessions left-aligned (padding after), the backward one on them right-aligned (padding
+        before, so it starts at the last real session) -> [B, K, 2D']."""
+        K = interests.shape[1]
+        slots = torch.arange(K, device=interests.device)
+        shift = (K - count).unsqueeze(1)                                              # [B, 1]
+        source = (slots - shift).clamp(min=0)                                         # right-aligned slot -> session
+        right = interests.gather(1, source.unsqueeze(-1).expand_as(interests)) * (slots >= shift).unsqueeze(-1)
+        forward_states, _ = self.session_interacting(interests)
+        backward_states, _ = self.session_interacting(right)
+        back = backward_states.chunk(2, dim=-1)[1]
+        back = back.gather(1, (slots + shift).clamp(max=K - 1).unsqueeze(-1).expand_as(back))  # left-aligned again
+        return torch.cat([forward_states.chunk(2, dim=-1)[0], back], dim=-1)
+
+    def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
+        """Logits of each user's candidates from plain tensors with fixed shapes (for
+        :mod:`recbole_dien.export`): users [B], item_seq and time_seq [B, L], lengths [B],
+        candidates [B, C] -> [B, C]. Equals :meth:`forward` (tests/test_export.py)."""
+        sessions = self.session_interests({self.ITEM_SEQ: item_seq, self.ITEM_SEQ_LEN: lengths,
+                                           self.TIME_SEQ: time_seq, self.USER_ID: users}, dense=True)
+        per_user = {key: value.unsqueeze(1) for key, value in sessions.items()}     # [B, 1, ...]
+        return self.score(per_user, self.item_embedding(candidates))
 
     # --- candidate-dependent part ---------------------------------------------------------------
 

@@ -7,6 +7,8 @@
   :func:`packed_softmax` for work on the real positions of right-padded histories only (their cost
   follows the behaviours, not ``MAX_ITEM_LIST_LENGTH``).
 """
+import keyword
+import re
 import warnings
 
 import torch
@@ -211,6 +213,34 @@ class ActivationUnit(nn.Module):
         return self.score_projected(query, keys, self.project_query(query), key_projection)  # [..., L]
 
 
+def attribute_name(field):
+    """A field name usable as a sub-module name: itself unless it is a Python keyword (ml-100k's
+    ``class``) or not an identifier, which ``torch.export`` / ``torch.fx`` code cannot address."""
+    if field.isidentifier() and not keyword.iskeyword(field):
+        return field
+    return "field_" + re.sub(r"\W", "_", field)
+
+
+class FieldModuleDict(nn.ModuleDict):
+    """``nn.ModuleDict`` keyed by field names, stored under :func:`attribute_name`."""
+
+    def __getitem__(self, field):
+        return super().__getitem__(attribute_name(field))
+
+    def __setitem__(self, field, module):
+        super().__setitem__(attribute_name(field), module)
+
+
+class FieldParameterDict(nn.ParameterDict):
+    """``nn.ParameterDict`` keyed by field names, stored under :func:`attribute_name`."""
+
+    def __getitem__(self, field):
+        return super().__getitem__(attribute_name(field))
+
+    def __setitem__(self, field, parameter):
+        super().__setitem__(attribute_name(field), parameter)
+
+
 class FeatureEmbedding(nn.Module):
     r"""Embeds a RecBole feature table (``item_feat`` or ``user_feat``) row by id.
 
@@ -237,6 +267,7 @@ class FeatureEmbedding(nn.Module):
         if token_seq_pooling not in ("mean", "sum", "max"):
             raise ValueError(f"token_seq_pooling must be mean, sum or max, not '{token_seq_pooling}'")
         self.source = source
+        self.deduplicate = True  # embed each distinct id once (off for export, see recbole_dien.export)
         self.embedding_size = embedding_size
         self.pooling = token_seq_pooling
         self.num_rows = len(table)
@@ -244,8 +275,8 @@ class FeatureEmbedding(nn.Module):
         fields = [id_field] if include_id else []
         fields += [f for f in table.columns if f != id_field]
         self.token_fields, self.token_seq_fields, self.float_fields = [], [], []
-        self.embeddings = nn.ModuleDict()
-        self.float_weights = nn.ParameterDict()
+        self.embeddings = FieldModuleDict()
+        self.float_weights = FieldParameterDict()
         for field in fields:
             ftype = dataset.field2type[field]
             values = table[field]
@@ -268,7 +299,7 @@ class FeatureEmbedding(nn.Module):
 
     @staticmethod
     def _buffer(field):
-        return f"table_{field}"
+        return f"table_{attribute_name(field)}"
 
     def column(self, field):
         return getattr(self, self._buffer(field))
@@ -298,6 +329,10 @@ class FeatureEmbedding(nn.Module):
     def forward(self, ids, transform=None):
         """ids of any shape -> ids.shape + (output_size,), or + (its size,) after ``transform``,
         which is applied once per distinct id (e.g. a linear layer on many repeated items)."""
+        if not self.deduplicate:  # export: no data-dependent shapes
+            rows = self.embed_rows(ids.reshape(-1))
+            rows = transform(rows) if transform is not None else rows
+            return rows.view(*ids.shape, rows.shape[-1])
         distinct, position = torch.unique(ids, return_inverse=True)
         rows = self.embed_rows(distinct)
         if transform is not None:
