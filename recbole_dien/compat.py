@@ -13,6 +13,10 @@ Importing :mod:`recbole_dien` applies them; nothing in site-packages is edited.
   ml-100k.yaml) would min-max normalise the time field DSIN cuts sessions with; for a model that
   declares ``time_in_seconds`` the time field is left out of the normalisation, the other float
   fields are normalised as configured.
+* **Multi-process training on CPUs.** RecBole's DDP path hard-codes NCCL and CUDA; without CUDA,
+  :mod:`recbole_dien.distributed` runs it with gloo (``AbstractTrainer.__init__``: a device-less
+  DDP), and evaluation gathers every rank's scores before computing the metrics
+  (``Collector.get_data_struct``; ``Trainer._map_reduce`` then keeps them as they are).
 * **Anomaly detection.** ``recbole/model/sequential_recommender/sine.py`` calls
   ``torch.autograd.set_detect_anomaly(True)`` at import, and the package imports it for any
   sequential model (RecBole's own DIN and DIEN included): every backward pass then runs with NaN
@@ -92,12 +96,19 @@ def apply():
     if _applied:
         return
     from recbole.data.dataset import Dataset
+    from recbole.evaluator.collector import Collector
     from recbole.trainer import Trainer
+    from recbole.trainer.trainer import AbstractTrainer
 
+    from recbole_dien import distributed
     from recbole_dien.training import save_checkpoint
 
     Trainer._save_checkpoint = save_checkpoint
     Dataset._normalize = _normalize_keeping_time_in_seconds(Dataset._normalize)
+    AbstractTrainer.__init__ = distributed.trainer_init(AbstractTrainer.__init__)
+    Trainer._map_reduce = distributed.keep_metrics
+    Trainer.evaluate = distributed.evaluate_with_rank0_buffers(Trainer.evaluate)
+    Collector.get_data_struct = distributed.gather_data_struct(Collector.get_data_struct)
     _import_recbole_models()
     _silence_known_warnings()
     _applied = True

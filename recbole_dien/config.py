@@ -4,7 +4,7 @@ import os
 import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_dien import knobs
+from recbole_dien import distributed, knobs
 from recbole_dien.errors import ConfigError, RecBoleDienError
 from recbole_dien.resources import available_protocols, dataset_config_file, props_file
 from recbole_dien.utils import get_model, is_plugin_model
@@ -53,6 +53,16 @@ class Config(RecBoleConfig):
         config.final_config_dict = dict(final_config_dict)
         knobs.validate(config, config.model if is_plugin_model(model_class) else None)
         return config
+
+    def _init_device(self):
+        """RecBole's, except that a rank of a multi-process run on a machine without CUDA joins a
+        gloo process group on the CPU (RecBole hard-codes NCCL; see :mod:`recbole_dien.distributed`)."""
+        import torch
+
+        if "local_rank" in self.final_config_dict and not torch.cuda.is_available():
+            distributed.init_process_group(self.final_config_dict)
+        else:
+            super()._init_device()
 
     def _load_config_files(self, file_list):
         for path in file_list or []:

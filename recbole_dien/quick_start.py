@@ -1,12 +1,13 @@
 """Train-and-test runs, resumed runs and checkpoint reloading, with plugin-first model and dataset lookup."""
 import logging
+import os
 from logging import getLogger
 
 import torch
 from recbole.data import data_preparation
 from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
-from recbole_dien import knobs, training
+from recbole_dien import distributed, knobs, training
 from recbole_dien.checkpoint import config_from_checkpoint, load_checkpoint
 from recbole_dien.config import Config
 from recbole_dien.data import create_dataset
@@ -34,19 +35,14 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
     completed epoch, exactly as the uninterrupted run would have (see :mod:`recbole_dien.training`),
     with the checkpoint's settings (``config_dict`` / ``cmd_args`` may change only
     ``RESUMABLE_SETTINGS``). ``nproc`` > 1 (or ``world_size`` > 0) runs RecBole's distributed
-    training, which needs CUDA (RecBole hard-codes the NCCL backend).
+    training: NCCL on CUDA GPUs, gloo on CPUs (:mod:`recbole_dien.distributed`); each rank trains
+    on its shard of the training rows, and evaluation covers every row once.
     """
     check_processes(nproc, world_size)
     if nproc == 1 and world_size <= 0:
         return run_single(model, dataset, config_file_list, config_dict, cmd_args, saved, resume)
     if resume is not None:
         raise ConfigError("--resume continues a single-process run; leave out --nproc / --world_size")
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"--nproc={nproc} --world_size={world_size} asks for distributed training, which RecBole runs with "
-            "the NCCL backend on CUDA GPUs, and torch sees none: leave out --nproc and --world_size on a CPU-only "
-            "machine (torch already uses every core)"
-        )
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()
@@ -93,6 +89,8 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     else:
         config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     init_seed(config["seed"], config["reproducibility"])
+    if distributed.is_distributed(config):  # RecBole's logger checks, then creates, its folder: ranks race
+        os.makedirs(os.path.join("log", str(config["model"])), exist_ok=True)
     init_logger(config)
     logger = getLogger()
     logger.info(config)
@@ -100,20 +98,28 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    valid_data, test_data = (distributed.shard_evaluation(config, loader) for loader in (valid_data, test_data))
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model)
 
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)  # RecBole's check-then-create races between ranks
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     loaders = [train_data, valid_data, test_data]
     if checkpoint is not None:
         start = training.resume(trainer, checkpoint, resume, loaders)
         logger.info(set_color("resumed", "yellow") + f" from {resume}: training goes on at epoch {start}")
+    if distributed.is_distributed(config):  # every rank reloads rank 0's checkpoint file
+        names = [trainer.saved_model_file]
+        torch.distributed.broadcast_object_list(names, src=0)
+        trainer.saved_model_file = names[0]
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"],
         callback_fn=training.EpochCheckpoints(trainer, loaders) if saved else None,
     )
+    if distributed.is_distributed(config):
+        torch.distributed.barrier()  # rank 0 has written the best model
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")

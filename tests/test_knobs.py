@@ -53,15 +53,6 @@ def test_cuda_without_a_gpu_is_refused(capsys, tmp_path, monkeypatch):
     assert "device='cuda' asks for a CUDA GPU" in one_line_error(capsys, ["--model=DIN", "--device=cuda"])
 
 
-def test_world_size_without_cuda_names_the_backend(capsys, tmp_path, monkeypatch):
-    import torch
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    line = one_line_error(capsys, ["--world_size=2", "--nproc=1"])
-    assert "NCCL" in line and "smaller" not in line
-
-
 def test_num_heads_that_do_not_divide_the_width_suggest_one_that_does(tiny_data_path, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     line = one_line_error(capsys, ["--model=DSIN", "--dataset=tiny", f"--data_path={tiny_data_path}", "--num_heads=7",
