@@ -236,3 +236,30 @@ def test_hold_of_a_dead_holder_is_ignored(tmp_path):
     clock.wait_while_held()
     assert clock.paused == 0.0 and not (tmp_path / "hold-999999999").exists()
     clock.close()
+
+
+def test_a_run_killed_mid_way_resumes_from_its_work_folder(tiny_suite, tmp_path):
+    import signal
+    import subprocess
+
+    from tests.test_training import killing_script
+
+    spec = {"entry": "DIN", "dataset": "tiny", "protocol": "default", "seed": 1, "epochs": 3,
+            "overrides": {**TINY_MODEL_SIZES, "stopping_step": 3}, "config_files": tiny_suite["config_files"]}
+    work = tmp_path / "work"
+    script = tmp_path / "killing_child.py"
+    script.write_text(killing_script("from recbole_dien.benchmark import __main__ as cli\n"
+                                     "sys.exit(cli.main(sys.argv[1:]))", epoch=1))
+    killed = subprocess.run([sys.executable, str(script), "--child", json.dumps({**spec, "work_dir": str(work)})],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert len(list(work.glob("*.pth"))) == 1  # the checkpoint after epoch 1 survived
+
+    resumed = benchmark.measure(**spec, work_dir=str(work))
+    whole = benchmark.measure(**spec, work_dir=str(tmp_path / "whole"))
+    assert resumed["resumed"] and not whole["resumed"]
+    assert resumed["valid"] == whole["valid"] and resumed["test"] == whole["test"]
+    assert [h["epoch"] for h in resumed["history"]] == [h["epoch"] for h in whole["history"]] == [1, 2, 3]
+    assert [h["valid"] for h in resumed["history"]] == [h["valid"] for h in whole["history"]]
+    assert resumed["epochs"] == 3 and resumed["prior_wall_s"] > 0
+    assert not work.exists() and not (tmp_path / "whole").exists()  # removed once the run has ended

@@ -17,37 +17,41 @@ from recbole_dien.training import random_states, set_random_states
 SCRIPT = str(Path(__file__).resolve().parents[1] / "run_recbole.py")
 EPOCHS, KILLED_IN_EPOCH, KILLED_AFTER_BATCHES = 4, 2, 2  # epochs count from 0 in RecBole's logs
 
-# trains like run_recbole.py, but kills itself with SIGKILL after a few batches of one epoch: a
-# crash at a known point (a timer could land between epochs or in a write)
-KILLING_RUN = textwrap.dedent(f"""
-    import os, signal, sys
-    from recbole.trainer import Trainer
-    from recbole_dien import cli
+def killing_script(main_call, epoch=KILLED_IN_EPOCH, after_batches=KILLED_AFTER_BATCHES):
+    """A Python script that runs ``main_call`` (a line of code) with RecBole's trainer killing its
+    process with SIGKILL after a few batches of one epoch: a crash at a known point (a timer could
+    land between epochs or in a write)."""
+    return textwrap.dedent(f"""
+        import os, signal, sys
+        from recbole.trainer import Trainer
+        import recbole_dien
 
-    train_epoch = Trainer._train_epoch
+        train_epoch = Trainer._train_epoch
 
-    def killed_mid_epoch(self, train_data, epoch_idx, *args, **kwargs):
-        if epoch_idx != {KILLED_IN_EPOCH}:
-            return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+        def killed_mid_epoch(self, train_data, epoch_idx, *args, **kwargs):
+            if epoch_idx != {epoch}:
+                return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
 
-        class Dying:
-            def __init__(self, loader):
-                self.loader = loader
-            def __len__(self):
-                return len(self.loader)
-            def __getattr__(self, name):
-                return getattr(self.loader, name)
-            def __iter__(self):
-                for done, batch in enumerate(self.loader):
-                    if done == {KILLED_AFTER_BATCHES}:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    yield batch
+            class Dying:
+                def __init__(self, loader):
+                    self.loader = loader
+                def __len__(self):
+                    return len(self.loader)
+                def __getattr__(self, name):
+                    return getattr(self.loader, name)
+                def __iter__(self):
+                    for done, batch in enumerate(self.loader):
+                        if done == {after_batches}:
+                            os.kill(os.getpid(), signal.SIGKILL)
+                        yield batch
 
-        return train_epoch(self, Dying(train_data), epoch_idx, *args, **kwargs)
+            return train_epoch(self, Dying(train_data), epoch_idx, *args, **kwargs)
 
-    Trainer._train_epoch = killed_mid_epoch
-    sys.exit(cli.main(sys.argv[1:]))
-""")
+        Trainer._train_epoch = killed_mid_epoch
+    """) + main_call + "\n"
+
+
+KILLING_RUN = killing_script("from recbole_dien import cli\nsys.exit(cli.main(sys.argv[1:]))")
 
 
 def run_process(args, cwd):

@@ -39,7 +39,7 @@ def main(argv=None):
     if args.child:
         spec = json.loads(args.child)
         measurements = measure(spec["entry"], spec["dataset"], spec["protocol"], spec["seed"], spec["epochs"],
-                               spec["overrides"], spec["config_files"])
+                               spec["overrides"], spec["config_files"], spec.get("work_dir"))
         print(json.dumps(measurements), flush=True)
         return 0
     try:

@@ -1,7 +1,11 @@
 """One benchmark run in this process: train with early stopping, test, and what it cost."""
+import glob
+import os
 import resource
 import shutil
 import tempfile
+
+from recbole_dien.training import EpochCheckpoints
 
 # A model entry is a name run_recbole.py takes or one of these presets: plugin models at the
 # hyper-parameters of RecBole's built-in of the same name (its properties/model/<Model>.yaml), one
@@ -47,16 +51,48 @@ def _history(train_calls, valid_calls, eval_step):
     return history
 
 
-def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=None, config_files=None):
+class TimedEpochCheckpoints(EpochCheckpoints):
+    """The run's checkpoint after each validated epoch (see :mod:`recbole_dien.training`), with the
+    run's timings so far in its ``resume`` state, so that a run killed mid-way resumes with them."""
+
+    def __init__(self, trainer, loaders, timings):
+        super().__init__(trainer, loaders)
+        self.timings = timings
+
+    def resume_state(self, epoch):
+        return {**super().resume_state(epoch), "benchmark": self.timings()}
+
+
+def _resume_point(work_dir):
+    """(checkpoint path, loaded checkpoint) of an interrupted run in ``work_dir``, or (None, None)."""
+    from recbole_dien.checkpoint import CheckpointError, load_checkpoint
+
+    for path in sorted(glob.glob(os.path.join(work_dir, "*.pth"))):
+        try:
+            checkpoint = load_checkpoint(path)
+        except CheckpointError:
+            continue
+        if checkpoint.get("resume", {}).get("benchmark"):
+            return path, checkpoint
+    return None, None
+
+
+def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=None, config_files=None,
+            work_dir=None):
     """Train (early stopping on validation), test, and return the measurements of one run.
 
     Every duration excludes the time the run spent paused for a hold (see
     :mod:`recbole_dien.benchmark.pause`); ``paused_s`` says how long that was.
+
+    ``work_dir``: the run's checkpoint folder, kept until the run ends. A run killed mid-way (a
+    session that ended, a crash) resumes there after its last validated epoch, exactly (see
+    :mod:`recbole_dien.training`) and with the timings it had recorded; by default a temporary
+    folder (no resumption).
     """
     from recbole.data import data_preparation
     from recbole.utils import get_trainer, init_logger, init_seed
 
-    from recbole_dien import Config, create_dataset
+    from recbole_dien import Config, create_dataset, training
     from recbole_dien.benchmark.pause import PausableClock, pausing
 
     model_name, preset = resolve(entry)
@@ -64,7 +100,13 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
     if reserved:
         raise ValueError(f"set {', '.join(sorted(reserved))} through the runner's own arguments, not as settings")
     clock = PausableClock()
-    checkpoint_dir = tempfile.mkdtemp(prefix="recbole-dien-bench-")
+    started = clock.now()
+    if work_dir:
+        os.makedirs(work_dir, exist_ok=True)
+    checkpoint_dir = work_dir or tempfile.mkdtemp(prefix="recbole-dien-bench-")
+    resume_path, resume_checkpoint = _resume_point(checkpoint_dir)
+    prior = resume_checkpoint["resume"]["benchmark"] if resume_checkpoint else {"train": [], "valid": [],
+                                                                                "paused_s": 0.0, "wall_s": 0.0}
     settings = {**preset, **(overrides or {}), "epochs": epochs, "seed": seed, "protocol": protocol,
                 "checkpoint_dir": checkpoint_dir}
     settings.setdefault("show_progress", False)
@@ -79,14 +121,31 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
         model = config.model_class(config, train_data._dataset).to(config["device"])
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
-        train_calls, valid_calls, test_calls = [], [], []
+        train_calls = [(seconds, None) for seconds in prior["train"]]
+        valid_calls = [(seconds, (score, None)) for seconds, score in prior["valid"]]
+        test_calls = []
+        loaders = [train_data, valid_data, test_data]
+        if resume_checkpoint:
+            training.resume(trainer, resume_checkpoint, resume_path, loaders)
         trainer._train_epoch = _timed(trainer._train_epoch, clock, train_calls)
         trainer._valid_epoch = _timed(trainer._valid_epoch, clock, valid_calls)
-        _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
+
+        def timings():
+            return {"train": [seconds for seconds, _ in train_calls],
+                    "valid": [[seconds, float(score)] for seconds, (score, _) in valid_calls],
+                    "paused_s": prior["paused_s"] + clock.paused, "wall_s": prior["wall_s"] + clock.now() - started}
+
+        _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"],
+                                    callback_fn=TimedEpochCheckpoints(trainer, loaders, timings))
         evaluate = _timed(trainer.evaluate, clock, test_calls)
         test = evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
-    finally:
+    except BaseException:
+        if not work_dir:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        raise
+    else:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    finally:
         clock.close()
     train_seconds = [seconds for seconds, _ in train_calls]
     valid_seconds = [seconds for seconds, _ in valid_calls]
@@ -103,7 +162,11 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
         "test_s": test_calls[0][0],
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "paused_s": clock.paused,
+        "paused_s": prior["paused_s"] + clock.paused,
+        # the wall seconds of the earlier parts of a resumed run (the runner times this part)
+        "prior_wall_s": prior["wall_s"],
+        "prior_paused_s": prior["paused_s"],
+        "resumed": bool(resume_checkpoint),
         "valid_metric": config["valid_metric"].lower(),
         "history": _history(train_calls, valid_calls, trainer.eval_step),
         # RecBole's ranking metrics come back as numpy scalars

@@ -103,11 +103,14 @@ def run_suite(models, protocols, seeds, epochs, dataset, out_dir, overrides=None
     code = code_version()
     started = time.perf_counter()
     for done_count, (protocol, model, seed) in enumerate(todo):
+        # a run killed mid-way (e.g. a session that ended) resumes from its work folder's checkpoint
+        work_dir = out_dir / "partial" / settings_slug(f"{dataset}_{protocol}_{model}_{seed}_{settings}")
         spec = {"entry": model, "dataset": dataset, "protocol": protocol, "seed": seed, "epochs": epochs,
-                "overrides": overrides, "config_files": config_files}
+                "overrides": overrides, "config_files": config_files, "work_dir": str(work_dir)}
         run_start = time.perf_counter()
         status, error, measurements = run_in_child(spec, timeout)
-        wall = time.perf_counter() - run_start - measurements.get("paused_s", 0.0)
+        prior_wall, prior_paused = measurements.pop("prior_wall_s", 0.0), measurements.pop("prior_paused_s", 0.0)
+        wall = time.perf_counter() - run_start - (measurements.get("paused_s", 0.0) - prior_paused) + prior_wall
         row = {"dataset": dataset, "protocol": protocol, "model": model, "seed": seed, "settings": settings,
                "status": status, "error": error, "code": code, "wall_s": round(wall, 1), **flatten(measurements)}
         runs.append(row)
