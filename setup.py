@@ -8,7 +8,8 @@ from setuptools import setup
 #    which setuptools 81+ no longer ships.
 INSTALL_REQUIRES = [
     "recbole==1.2.1",
-    "torch>=2.1,<2.14",
+    # 2.6+: torch.load defaults to weights_only=True, also in RecBole's own loads of pre-trained files
+    "torch>=2.6,<2.14",
     "numpy>=1.24,<2",
     "pandas>=2.0,<2.3",
     "setuptools<81",
@@ -32,14 +33,17 @@ setup(
         "recbole_dien.benchmark",
         "recbole_dien.props",
         "recbole_dien.dataset_configs",
+        "recbole_dien.hyper",
     ],
     package_dir={
         "recbole_dien.props": "props",
         "recbole_dien.dataset_configs": "dataset_configs",
+        "recbole_dien.hyper": "hyper",
     },
     package_data={
         "recbole_dien.props": ["*.yaml"],
         "recbole_dien.dataset_configs": ["*.yaml"],
+        "recbole_dien.hyper": ["*.hyper"],
     },
     install_requires=INSTALL_REQUIRES,
     # matplotlib draws the benchmark's and the attention command's plots; hyperopt runs RecBole's

@@ -63,11 +63,15 @@ def _decode(value):
     if isinstance(value, dict):
         if set(value) == {"__enum__", "name"}:
             enum_class = getattr(importlib.import_module(_ENUM_MODULE), str(value["__enum__"]), None)
-            if not (isinstance(enum_class, type) and issubclass(enum_class, enum.Enum)):
-                raise CheckpointError(f"unknown enum '{value['__enum__']}' in the configuration")
+            if not (isinstance(enum_class, type) and issubclass(enum_class, enum.Enum)) \
+                    or value["name"] not in enum_class.__members__:
+                raise CheckpointError(f"unknown setting value {value['__enum__']}.{value['name']} in the configuration")
             return enum_class[value["name"]]
         if set(value) == {"__device__"}:
-            return torch.device(value["__device__"])
+            try:
+                return torch.device(value["__device__"])
+            except (RuntimeError, TypeError):
+                raise CheckpointError(f"unknown device {value['__device__']!r} in the configuration") from None
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]
@@ -98,6 +102,8 @@ def model_class_from_path(path):
     from recbole_dien.utils import RECBOLE_PREFIX, get_model
 
     module, _, name = str(path).rpartition(".")
+    if not name.isidentifier():
+        raise CheckpointError(f"the checkpoint's model class {path!r} is not a class name")
     if module.startswith("recbole_dien."):
         candidate = get_model(name)
     elif module.startswith("recbole.model."):
@@ -162,7 +168,10 @@ def write_atomically(state, path):
     path = str(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: an OS crash cannot leave an empty file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -189,8 +198,8 @@ def _refusal(path, error):
         name = problem.split(marker, 1)[1].split()[0].rstrip(".,")
         return (f"refused to load {path}: it asks to construct {name}, and constructing Python objects from "
                 "a file can run code; recbole-dien loads plain data only (tensors, numbers, strings, lists, "
-                "dicts). Checkpoints written by RecBole itself or by recbole-dien before 0.2 pickle such "
-                "objects: train again with this version")
+                "dicts). Checkpoints written by RecBole itself or by earlier versions of recbole-dien pickle "
+                "such objects: train again with this version")
     return f"checkpoint {path} is corrupt or not a torch checkpoint ({problem.rstrip('.')})"
 
 

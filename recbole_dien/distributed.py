@@ -12,12 +12,14 @@ On a machine without CUDA, this module takes the same path with the gloo backend
 * :func:`trainer_init` (replaces ``AbstractTrainer.__init__`` through :mod:`recbole_dien.compat`):
   on the CPU, ``DistributedDataParallel`` without device ids and without ``SyncBatchNorm``
   (BatchNorm statistics are per rank; DDP broadcasts rank 0's running statistics every step).
-* Evaluation is exact: every rank scores with rank 0's model (:func:`evaluate_with_rank0_buffers`),
+* Evaluation covers every row once, as one process would: every rank scores with rank 0's model (:func:`evaluate_with_rank0_buffers`),
   :func:`shard_evaluation` gives each rank a contiguous slice of the
   evaluation rows (RecBole's ``DistributedSampler`` pads with repeated rows), the collected
   scores are gathered across ranks in rank order (:func:`gather_data_struct`), and every rank
   computes the metrics on all of them, as one process would (``Trainer._map_reduce``, which averages
-  per-rank metrics, AUC included, is then not needed).
+  per-rank metrics, AUC included, is then not needed). Where the protocol samples candidates
+  (uni100), each rank draws its own, so the metrics equal one process's in distribution, not to the
+  digit; full-sort and labeled evaluation are exact.
 
 Each rank trains on its own shard of the training rows (RecBole's ``DistributedSampler``).
 """
@@ -25,8 +27,9 @@ import os
 
 import torch
 
-# the evaluation keys holding one entry per evaluated row, concatenated along dim 0
-PER_ROW_KEYS = ("rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label")
+# the evaluation keys holding one entry per evaluated row, concatenated along dim 0 (data.user:
+# the users of LabeledGAUC, recbole_dien.evaluation)
+PER_ROW_KEYS = ("rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label", "data.user")
 
 
 def is_distributed(config):
@@ -63,10 +66,14 @@ def shard_evaluation(config, loader):
     is row order), without RecBole's padding ``DistributedSampler``."""
     if not is_distributed(config):
         return loader
+    from recbole_dien.errors import ConfigError
+
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     dataset = loader._dataset
-    size = (len(dataset) + world - 1) // world
-    shard = dataset.copy(dataset.inter_feat[rank * size:min((rank + 1) * size, len(dataset))])
+    rows = len(dataset)
+    if rows < world:  # a rank without rows would skip the gather the others wait in
+        raise ConfigError(f"{rows} evaluation rows cannot be shared by {world} processes: use fewer processes")
+    shard = dataset.copy(dataset.inter_feat[rank * rows // world:(rank + 1) * rows // world])
     config["single_spec"] = True  # a plain sampler over this rank's rows
     try:
         return type(loader)(config, shard, loader._sampler, shuffle=False)

@@ -20,6 +20,7 @@ to the internal ids and records the history width. The models compute with fixed
 (tests/test_export.py). DIEN exports with ``gru_type`` AGRU or AUGRU.
 """
 import argparse
+import copy
 import json
 import sys
 import warnings
@@ -51,10 +52,11 @@ def example_inputs(model, config, batch=2, candidates=3):
 
 
 def export_model(model, config):
-    """``torch.export`` program of ``model`` (in eval mode, on the CPU) with dynamic B and C."""
+    """``torch.export`` program of a copy of ``model`` (in eval mode, on the CPU) with dynamic B
+    and C."""
     if not hasattr(model, "dense_logits"):
         raise RecBoleDienError(f"{type(model).__name__} cannot be exported: DIN, DIEN and DSIN can")
-    model = model.cpu().eval()
+    model = copy.deepcopy(model).cpu().eval()  # the caller's model stays as it is
     for embedding in (model.item_embedding, model.user_embedding):
         embedding.deduplicate = False  # torch.unique has a data-dependent shape
     batch, candidates = torch.export.Dim("batch", min=1), torch.export.Dim("candidates", min=1)
@@ -67,9 +69,6 @@ def export_model(model, config):
             return torch.export.export(ServingModule(model), example_inputs(model, config), dynamic_shapes=shapes)
     except ValueError as error:
         raise RecBoleDienError(str(error)) from None
-    finally:
-        for embedding in (model.item_embedding, model.user_embedding):
-            embedding.deduplicate = True
 
 
 def token_maps(dataset):

@@ -43,6 +43,10 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
         return run_single(model, dataset, config_file_list, config_dict, cmd_args, saved, resume)
     if resume is not None:
         raise ConfigError("--resume continues a single-process run; leave out --nproc / --world_size")
+    # settings and data files are checked here, so that a mistake is one line, not a rank's traceback
+    from recbole_dien.data import check_dataset
+
+    check_dataset(Config(model, dataset, config_file_list, config_dict, cmd_args))
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()
@@ -55,15 +59,25 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
 
 
 def _run_rank(rank, model, dataset, config_file_list, config_dict, cmd_args, saved, queue):
-    result = run_single(model, dataset, config_file_list, dict(config_dict, local_rank=rank), cmd_args, saved)
-    if rank == 0:
-        result.pop("config")
-        queue.put(result)
+    try:
+        result = run_single(model, dataset, config_file_list, dict(config_dict, local_rank=rank), cmd_args, saved)
+        if rank == 0:
+            result.pop("config")
+            queue.put(result)
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()  # leave the group together
+    finally:
+        # a process that exits with its group alive can abort in gloo's teardown (SIGABRT)
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def resumed_config(checkpoint, config_dict=None, cmd_args=None):
-    """The checkpoint's config with the changes a resumed run may make (command line wins)."""
-    config = config_from_checkpoint(checkpoint)
+    """The checkpoint's config with the changes a resumed run may make (command line wins). The
+    run goes on writing the checkpoint it resumes (its other files go to a temporary folder)."""
+    if not checkpoint["config"]["final_config_dict"].get("single_spec", True):
+        raise ConfigError("--resume continues single-process runs; this checkpoint comes from a multi-process run")
+    config = without_saved_pickles(config_from_checkpoint(checkpoint))
     changes = dict(config_dict or {})
     for arg in cmd_args or []:
         key, sep, value = arg[2:].partition("=")
@@ -139,6 +153,23 @@ _LOADING_OFF = {"save_dataset": False, "save_dataloaders": False, "dataset_save_
                 "dataloaders_save_path": None}
 
 
+def without_saved_pickles(config):
+    """A config from a checkpoint, made unable to unpickle or write files of the file's choosing:
+    RecBole's ``create_dataset`` and ``data_preparation`` unpickle ``<checkpoint_dir>/<dataset>-*.pth``
+    whenever such a file exists, so ``checkpoint_dir`` becomes a fresh empty folder (removed at
+    exit) and saving datasets and dataloaders is off."""
+    import atexit
+    import shutil
+    import tempfile
+
+    for key, value in _LOADING_OFF.items():
+        config[key] = value
+    folder = tempfile.mkdtemp(prefix="recbole-dien-load-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    config["checkpoint_dir"] = folder
+    return config
+
+
 def load_data_and_model(model_file, model_class=None):
     """Rebuild config, data, and the trained model (best epoch) from a checkpoint written by a run.
 
@@ -149,9 +180,7 @@ def load_data_and_model(model_file, model_class=None):
     neither saves nor reads saved datasets or dataloaders.
     """
     checkpoint = load_checkpoint(model_file)
-    config = config_from_checkpoint(checkpoint, model_class)
-    for key, value in _LOADING_OFF.items():
-        config[key] = value
+    config = without_saved_pickles(config_from_checkpoint(checkpoint, model_class))
     init_seed(config["seed"], config["reproducibility"])
     logging.getLogger().info(config)
 

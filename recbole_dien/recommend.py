@@ -38,8 +38,12 @@ def user_ids(dataset, tokens):
 def test_rows(test_split, users):
     """The test row of each user id (its last), or one line naming a user without one."""
     uid_field = test_split.uid_field
-    row_of_user = torch.full((int(test_split.inter_feat[uid_field].max()) + 1,), -1, dtype=torch.long)
-    row_of_user[test_split.inter_feat[uid_field]] = torch.arange(len(test_split.inter_feat))
+    owners = test_split.inter_feat[uid_field]
+    if len(owners) == 0:
+        raise RecBoleDienError("the test split has no rows: nothing to recommend from")
+    # the last row of each user (a labeled split holds several)
+    row_of_user = torch.full((int(owners.max()) + 1,), -1, dtype=torch.long).scatter_reduce(
+        0, owners, torch.arange(len(owners)), "amax")
     rows = row_of_user[users.clamp(max=len(row_of_user) - 1)]
     rows[users >= len(row_of_user)] = -1
     if (rows < 0).any():
@@ -97,6 +101,8 @@ def recommend(checkpoint, users=None, topk=10, exclude_seen=True, history="lates
         raise RecBoleDienError(f"history must be one of {', '.join(HISTORIES)}, not '{history}'")
     if not isinstance(topk, int) or topk < 1:
         raise RecBoleDienError(f"topk must be an int >= 1, not {topk!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise RecBoleDienError(f"batch size must be an int >= 1, not {batch_size!r}")
     loaded = load_data_and_model(checkpoint) if isinstance(checkpoint, str) else checkpoint
     config, model, dataset, _, _, test_data = loaded
     test_split = test_data._dataset

@@ -24,6 +24,12 @@ def props_file(model_name):
     return path if path.is_file() else None
 
 
+def hyper_file(model_name):
+    """``hyper/<Model>.hyper``, the model's search space for run_hyper.py, or None."""
+    path = _resource_dir("hyper") / f"{model_name}.hyper"
+    return path if path.is_file() else None
+
+
 def dataset_config_file(dataset_name, protocol=None):
     """A dataset's protocol file, or None if there is none.
 

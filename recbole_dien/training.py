@@ -17,6 +17,7 @@ so a resumed run drifts from the one it continues. Here the checkpoint file (the
 state. Resuming with the same code on the same machine gives the run the uninterrupted one would
 have given, to the last bit on CPU (tests/test_training.py kills a run with SIGKILL and compares).
 """
+import copy
 import random
 
 import numpy as np
@@ -29,6 +30,13 @@ BEST_KEYS = ("epoch", "cur_step", "best_valid_score", "state_dict", "other_param
 
 # --------------------------------------------------------------------------- random states
 
+def generator_of(loader):
+    """The torch generator a RecBole dataloader shuffles with (a knowledge-graph loader's is its
+    general loader's)."""
+    generator = getattr(loader, "generator", None)
+    return generator if generator is not None else loader.general_dataloader.generator
+
+
 def random_states(loaders):
     """Every random state a run draws from, as plain data."""
     keys, position, has_gauss, cached_gaussian = np.random.get_state()[1:]
@@ -40,7 +48,7 @@ def random_states(loaders):
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
                    "gauss_next": gauss_next},
-        "loaders": [loader.generator.get_state() for loader in loaders],
+        "loaders": [generator_of(loader).get_state() for loader in loaders],
     }
 
 
@@ -57,7 +65,7 @@ def set_random_states(states, loaders):
         raise CheckpointError(f"the checkpoint has the random state of {len(states['loaders'])} dataloaders, "
                               f"this run has {len(loaders)}")
     for loader, state in zip(loaders, states["loaders"]):
-        loader.generator.set_state(state)
+        generator_of(loader).set_state(state)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -77,7 +85,8 @@ def best_state(trainer, epoch):
     return {"epoch": epoch, "cur_step": trainer.cur_step, "best_valid_score": _number(trainer.best_valid_score),
             "state_dict": _detached(trainer.model.state_dict()),
             "other_parameter": plain_other_parameter(trainer.model),
-            "optimizer": trainer.optimizer.state_dict()}
+            # a copy: Adam updates its moments in place, and this is the best epoch's
+            "optimizer": copy.deepcopy(trainer.optimizer.state_dict())}
 
 
 def write_checkpoint(trainer, resume=None, path=None):
@@ -128,7 +137,7 @@ class EpochCheckpoints:
                 "best_epoch": best.get("epoch", -1),
                 "state_dict": _detached(trainer.model.state_dict()),
                 "other_parameter": plain_other_parameter(trainer.model),
-                "optimizer": trainer.optimizer.state_dict(),
+                "optimizer": copy.deepcopy(trainer.optimizer.state_dict()),
                 "random": random_states(self.loaders)}
 
     def __call__(self, epoch, valid_score):
@@ -149,6 +158,10 @@ def resume(trainer, checkpoint, path, loaders):
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.start_epoch = state["epoch"] + 1
     trainer.cur_step = state["cur_step"]
+    if trainer.cur_step > trainer.stopping_step:
+        # the run had stopped early (and was interrupted after, e.g. in its test pass): no more
+        # training, unless the resumed run raised stopping_step
+        trainer.start_epoch = trainer.epochs
     trainer.best_valid_score = state["best_valid_score"]
     trainer.best_valid_result = state["best_valid_result"] or None
     trainer.saved_model_file = str(path)

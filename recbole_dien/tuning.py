@@ -1,7 +1,7 @@
 """Hyper-parameter search with RecBole's ``HyperTuning``, offline and without ray.
 
     python run_hyper.py --model=DIEN --dataset=ml-100k --params_file=hyper/DIEN.hyper --max_evals=20 --tool=random
-    python run_hyper.py --model=DIN --config_files=my.yaml --params_file=hyper/DIN.hyper --tool=exhaustive
+    python run_hyper.py --model=DIN --config_files=my.yaml --params_file=my_choices.hyper --tool=exhaustive
 
 RecBole's own ``objective_function`` resolves the model name with RecBole's ``get_model`` (so it
 cannot build the plugin's models) and reports to ray. :func:`objective_function` has its signature,
@@ -29,7 +29,9 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     dataset come from ``config_dict`` (``model``, ``dataset``) or the config files."""
     from recbole_dien.quick_start import run_single
 
-    settings = dict(config_dict or {})
+    # hyperopt's quniform draws floats: 64.0 is the int knob 64
+    settings = {key: int(value) if isinstance(value, float) and value.is_integer() and key != "learning_rate"
+                else value for key, value in (config_dict or {}).items()}
     model, dataset = settings.pop("model", None), settings.pop("dataset", None)
     settings.setdefault("show_progress", False)
     result = run_single(model, dataset, config_file_list, settings, cmd_args=[], saved=saved)
@@ -45,7 +47,7 @@ def require_hyperopt():
         raise ConfigError('hyper-parameter search needs hyperopt: pip install -e ".[tune]"') from None
 
 
-def trials_markdown(tuner, valid_metric=None):
+def trials_markdown(tuner):
     """The trials of a finished ``HyperTuning`` as a markdown table, best validation score first."""
     trials = list(tuner.params2result.items())
     if not trials:
@@ -99,8 +101,10 @@ def main(argv=None):
     parser.add_argument("--config_files", default=None, help="space-separated YAML config files")
     parser.add_argument("--params_file", default=None, help="search space (default: hyper/<model>.hyper)")
     parser.add_argument("--output_file", default="hyper_result.result")
-    parser.add_argument("--max_evals", type=int, default=100, help="trials at most (random, bayes)")
-    parser.add_argument("--tool", default="exhaustive", help=f"search algorithm: {', '.join(TOOLS)}")
+    parser.add_argument("--max_evals", type=int, default=20, help="trials at most (random, bayes)")
+    parser.add_argument("--tool", default="random",
+                        help=f"search algorithm: {', '.join(TOOLS)} (exhaustive: every combination of the choice "
+                             "knobs, ignoring --max_evals; for spaces of choice lines only)")
     parser.add_argument("--early_stop", type=int, default=10, help="stop after this many trials without progress")
     args, overrides = parser.parse_known_args(argv)
     settings = {}
@@ -109,8 +113,8 @@ def main(argv=None):
         if not arg.startswith("--") or not sep:
             parser.error(f"unrecognised argument '{arg}': settings are written --key=value")
         settings[key] = _literal(value)
-    params_file = args.params_file or _default_space(args.model)
     try:
+        params_file = args.params_file or _default_space(args.model)
         tuner = tune(args.model, args.dataset, params_file, args.config_files.split() if args.config_files else None,
                      settings, args.tool, args.max_evals, args.early_stop, args.output_file)
     except RecBoleDienError as error:
@@ -133,9 +137,12 @@ def _literal(value):
 
 
 def _default_space(model):
-    from pathlib import Path
+    from recbole_dien.resources import hyper_file
 
-    return str(Path(__file__).resolve().parents[1] / "hyper" / f"{model}.hyper")
+    path = hyper_file(model)
+    if path is None:
+        raise ConfigError(f"there is no hyper/{model}.hyper: give a search space with --params_file")
+    return str(path)
 
 
 if __name__ == "__main__":

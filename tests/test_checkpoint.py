@@ -156,3 +156,20 @@ def test_a_bad_checkpoint_is_one_line_naming_the_file(din_checkpoint, tmp_path, 
     message = str(error.value)
     assert "\n" not in message and path in message and reason in message
     assert "weights_only" not in message
+
+
+def test_pickles_beside_the_checkpoint_are_never_read(din_checkpoint, marker):
+    # RecBole's data_preparation / create_dataset unpickle <checkpoint_dir>/<dataset>-*.pth when
+    # such files exist; the checkpoint names checkpoint_dir, so loading must not look there
+    import os
+
+    checkpoint = torch.load(din_checkpoint, weights_only=True)
+    folder = os.path.dirname(din_checkpoint)
+    checkpoint["config"]["final_config_dict"]["checkpoint_dir"] = folder
+    torch.save(checkpoint, din_checkpoint)
+    payload = ConstructOnLoad(os.system, f"touch {marker}")
+    for name in ("tiny-for-DIN-dataloader.pth", "tiny-DINDataset.pth", "tiny-SequentialDataset.pth"):
+        with open(os.path.join(folder, name), "wb") as f:
+            pickle.dump(payload, f)
+    config, model, *_ = load_data_and_model(din_checkpoint)
+    assert config["checkpoint_dir"] != folder and not config["save_dataset"] and not config["save_dataloaders"]

@@ -39,3 +39,33 @@ def test_two_cpu_processes_train_and_evaluate_like_one(tiny_config_dict, model):
     assert dict(single) == pytest.approx(dict(result["test_result"]), abs=1e-4)  # RecBole rounds to 4 places
     assert dict(single_valid) == pytest.approx(dict(result["best_valid_result"]), abs=1e-4)
     assert not torch.distributed.is_initialized()  # the parent process stays out of the group
+
+
+def test_labeled_gauc_is_gathered_with_its_users(tiny_config_dict):
+    settings = {**tiny_config_dict, "epochs": 1, "metrics": ["AUC", "LabeledGAUC"], "valid_metric": "AUC",
+                "train_neg_sample_args": None, "threshold": {"rating": 4},
+                "eval_args": {"split": {"RS": [0.5, 0.1, 0.4]}, "order": "TO", "group_by": "user", "mode": "labeled"}}
+    result = run("DIN", "tiny", config_dict=settings, cmd_args=[], nproc=2, port=free_port())
+    (checkpoint,) = glob.glob(f"{settings['checkpoint_dir']}/DIN-*.pth")
+    config, net, _, _, _, test_data = load_data_and_model(checkpoint)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = Trainer(config, net).evaluate(test_data, load_best_model=False, show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert 0.0 < single["labeledgauc"] < 1.0  # users with both labels in the test split
+    assert dict(single) == pytest.approx(dict(result["test_result"]), abs=1e-4)
+
+
+def test_fewer_evaluation_rows_than_processes_is_refused(monkeypatch):
+    from recbole_dien import distributed
+    from recbole_dien.errors import ConfigError
+
+    class Loader:
+        _dataset = [0]  # one evaluation row
+
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 0)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    with pytest.raises(ConfigError, match="1 evaluation rows cannot be shared by 2 processes"):
+        distributed.shard_evaluation({"single_spec": False}, Loader())

@@ -1,4 +1,4 @@
-"""props/ and dataset_configs/ must be found from a regular (non-editable) install too."""
+"""props/, dataset_configs/ and hyper/ must be found from a regular (non-editable) install too."""
 import os
 import shutil
 import subprocess
@@ -11,14 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_regular_install_ships_props_and_dataset_configs(tmp_path):
     source = tmp_path / "src"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "tests", "*.egg-info", "build",
-                                                               "saved", "log*", "__pycache__", "benchmarks"))
+                                                               "saved", "log*", "__pycache__", "benchmarks",
+                                                               ".venv", ".ci-venv"))
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     assert (target / "recbole_dien" / "props" / "DIN.yaml").is_file()
     assert (target / "recbole_dien" / "dataset_configs" / "ml-100k.yaml").is_file()
+    assert (target / "recbole_dien" / "hyper" / "DIEN.hyper").is_file()
     probe = ("import recbole_dien.resources as r; "
-             "print(r.props_file('DIN')); print(r.dataset_config_file('ml-100k'))")
+             "print(r.props_file('DIN')); print(r.dataset_config_file('ml-100k')); print(r.hyper_file('DSIN'))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(target)}, check=True)
     for line in done.stdout.split():

@@ -112,3 +112,17 @@ def test_random_states_round_trip_through_a_weights_only_file(tiny_pipeline, tmp
     set_random_states(torch.load(tmp_path / "states.pth", weights_only=True), loaders)
     again = [torch.rand(3), [len(batch) for batch in (b[0] if isinstance(b, tuple) else b for b in train_data)]]
     assert torch.equal(first[0], again[0]) and first[1] == again[1]
+
+
+def test_a_run_that_had_stopped_early_resumes_without_training_more(tiny_config_dict):
+    from recbole_dien import run
+
+    settings = {**tiny_config_dict, "epochs": 12, "stopping_step": 0, "learning_rate": 0.05}
+    whole = run("DIN", "tiny", config_dict=settings, cmd_args=[])
+    state = load_checkpoint(whole["saved_model_file"])["resume"]
+    assert state["epoch"] < 11 and state["cur_step"] > 0  # stopped early
+    # e.g. killed during its test pass: resuming gives the same result and trains no further epoch
+    again = run(resume=whole["saved_model_file"])
+    assert load_checkpoint(whole["saved_model_file"])["resume"]["epoch"] == state["epoch"]
+    assert dict(again["test_result"]) == dict(whole["test_result"])
+    assert dict(again["best_valid_result"]) == dict(whole["best_valid_result"])

@@ -17,10 +17,10 @@ PRESETS = {
     "DIEN@recbole-hparams": ("DIEN", {**RECBOLE_SIZES, "aux_mlp_sizes": [256, 256, 256], "aux_activation": "none"}),
 }
 
-# set by the runner for each run, not through --set (checkpoints go to a temporary folder, deleted
-# after the test); the value says which argument to use instead
+# set by the runner for each run, not through --set (checkpoints go to the run's work folder,
+# deleted once the run has ended); the value says which argument to use instead
 RESERVED_SETTINGS = {"epochs": "--epochs", "seed": "--seeds", "protocol": "--protocols",
-                     "checkpoint_dir": "nothing: each run uses a temporary folder"}
+                     "checkpoint_dir": "nothing: each run uses its own work folder"}
 
 
 def resolve(entry):

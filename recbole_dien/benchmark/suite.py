@@ -100,11 +100,12 @@ def run_suite(models, protocols, seeds, epochs, dataset, out_dir, overrides=None
     todo = [(p, m, s) for p, m, s in planned if (dataset, p, m, str(s), settings) not in recorded]
     log(f"{len(planned)} runs planned, {len(planned) - len(todo)} already in {csv_path}, "
         f"{len(todo)} to run ({settings})")
-    code = code_version()
     started = time.perf_counter()
     for done_count, (protocol, model, seed) in enumerate(todo):
+        code = code_version()
         # a run killed mid-way (e.g. a session that ended) resumes from its work folder's checkpoint
-        work_dir = out_dir / "partial" / settings_slug(f"{dataset}_{protocol}_{model}_{seed}_{settings}")
+        # (per commit: a run resumes only under the code that started it)
+        work_dir = out_dir / "partial" / settings_slug(f"{code}_{dataset}_{protocol}_{model}_{seed}_{settings}")
         spec = {"entry": model, "dataset": dataset, "protocol": protocol, "seed": seed, "epochs": epochs,
                 "overrides": overrides, "config_files": config_files, "work_dir": str(work_dir)}
         run_start = time.perf_counter()

@@ -131,8 +131,10 @@ def check_float_columns(path, config, header, columns, blank_lines):
     if not columns:
         return
     impute = config["missing_float_values"] == "mean"
-    read = dict(sep=config["field_separator"], usecols=[f"{c}:float" for c in columns], header=0,
-                encoding=config["encoding"] or "utf-8", skip_blank_lines=False, engine="c")
+    separator = config["field_separator"]
+    read = dict(sep=separator, usecols=[f"{c}:float" for c in columns], header=0,
+                encoding=config["encoding"] or "utf-8", skip_blank_lines=False,
+                engine="c" if len(separator) == 1 else "python")  # pandas' C parser takes one character
     try:
         frame = pd.read_csv(path, dtype={f"{c}:float": np.float64 for c in columns}, **read)
     except ValueError:
