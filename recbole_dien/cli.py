@@ -34,14 +34,18 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
-    for arg in overrides:
-        if not arg.startswith("--") or "=" not in arg:
-            parser.error(f"unrecognised argument '{arg}': settings are written --key=value")
+    from recbole_dien.config import parse_overrides  # after --help, which needs no torch import
+    from recbole_dien.errors import ConfigError
+
+    try:
+        parse_overrides(overrides)
+    except ConfigError as error:
+        parser.error(str(error))
     if args.resume and (args.model or args.dataset or args.config_files):
         parser.error("--resume takes the model, dataset and settings from the checkpoint; "
                      "leave out --model, --dataset and --config_files")
 
-    from recbole_dien import run  # after --help, which needs no torch import
+    from recbole_dien import run
     from recbole_dien.errors import RecBoleDienError
 
     try:

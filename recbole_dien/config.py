@@ -10,6 +10,18 @@ from recbole_dien.resources import available_protocols, dataset_config_file, pro
 from recbole_dien.utils import get_model, is_plugin_model
 
 
+def parse_overrides(args):
+    """``--key=value`` arguments as ``{key: value}`` (strings, as RecBole reads its command line);
+    one :class:`ConfigError` line for anything else."""
+    overrides = {}
+    for arg in args or []:
+        key, sep, value = arg[2:].partition("=")
+        if not arg.startswith("--") or not sep or not key:
+            raise ConfigError(f"unrecognised argument '{arg}': settings are written --key=value")
+        overrides[key] = value
+    return overrides
+
+
 class Config(RecBoleConfig):
     """RecBole's ``Config``, resolving model names plugin-first and adding the plugin's YAML files.
 
@@ -80,13 +92,7 @@ class Config(RecBoleConfig):
     def _load_cmd_line(self):
         if self._cmd_args is None:
             return super()._load_cmd_line()
-        overrides = {}
-        for arg in self._cmd_args:
-            key, sep, value = arg[2:].partition("=")
-            if not arg.startswith("--") or not sep:
-                raise ConfigError(f"override '{arg}' is not of the form --key=value")
-            overrides[key] = value
-        return self._convert_config_dict(overrides)
+        return self._convert_config_dict(parse_overrides(self._cmd_args))
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:

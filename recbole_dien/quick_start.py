@@ -9,7 +9,7 @@ from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
 from recbole_dien import distributed, knobs, training
 from recbole_dien.checkpoint import config_from_checkpoint, load_checkpoint
-from recbole_dien.config import Config
+from recbole_dien.config import Config, parse_overrides
 from recbole_dien.data import create_dataset
 from recbole_dien.errors import ConfigError
 
@@ -78,13 +78,7 @@ def resumed_config(checkpoint, config_dict=None, cmd_args=None):
     if not checkpoint["config"]["final_config_dict"].get("single_spec", True):
         raise ConfigError("--resume continues single-process runs; this checkpoint comes from a multi-process run")
     config = without_saved_pickles(config_from_checkpoint(checkpoint))
-    changes = dict(config_dict or {})
-    for arg in cmd_args or []:
-        key, sep, value = arg[2:].partition("=")
-        if not arg.startswith("--") or not sep:
-            raise ConfigError(f"override '{arg}' is not of the form --key=value")
-        changes[key] = value
-    changes = Config._convert_config_dict(config, changes)
+    changes = Config._convert_config_dict(config, {**(config_dict or {}), **parse_overrides(cmd_args)})
     refused = sorted(set(changes) - set(RESUMABLE_SETTINGS))
     if refused:
         raise ConfigError(f"a resumed run keeps the settings of its checkpoint; only {', '.join(RESUMABLE_SETTINGS)} "

@@ -107,12 +107,12 @@ def main(argv=None):
                              "knobs, ignoring --max_evals; for spaces of choice lines only)")
     parser.add_argument("--early_stop", type=int, default=10, help="stop after this many trials without progress")
     args, overrides = parser.parse_known_args(argv)
-    settings = {}
-    for arg in overrides:
-        key, sep, value = arg[2:].partition("=")
-        if not arg.startswith("--") or not sep:
-            parser.error(f"unrecognised argument '{arg}': settings are written --key=value")
-        settings[key] = _literal(value)
+    from recbole_dien.config import parse_overrides
+
+    try:
+        settings = {key: _literal(value) for key, value in parse_overrides(overrides).items()}
+    except ConfigError as error:
+        parser.error(str(error))
     try:
         params_file = args.params_file or _default_space(args.model)
         tuner = tune(args.model, args.dataset, params_file, args.config_files.split() if args.config_files else None,
