@@ -7,8 +7,8 @@ so a resumed run drifts from the one it continues. Here the checkpoint file (the
 
 ``resume``
     the state after the last completed (validated) epoch: the model's weights and other
-    parameters, the optimizer, the epoch, the early-stopping counter, the best score, result and
-    epoch, and every random state the rest of the run draws from - torch (and CUDA), numpy (RecBole's
+    parameters, the optimizer, the epoch, the early-stopping counter, the best score and result
+    (the best epoch is RecBole's ``epoch`` key beside it), and every random state the rest of the run draws from - torch (and CUDA), numpy (RecBole's
     negative samplers), Python's ``random``, and the generator of each dataloader (its shuffling).
     DIEN's per-epoch negatives draw from torch's generator.
 
@@ -80,6 +80,12 @@ def _number(value):
     return value.item() if hasattr(value, "item") else value
 
 
+def writes_checkpoints(trainer):
+    """Whether this process writes the checkpoint: always, except ranks other than 0 of a
+    distributed run."""
+    return trainer.config["single_spec"] or trainer.config["local_rank"] == 0
+
+
 def best_state(trainer, epoch):
     """RecBole's checkpoint keys for the model as it is now (the best epoch so far)."""
     return {"epoch": epoch, "cur_step": trainer.cur_step, "best_valid_score": _number(trainer.best_valid_score),
@@ -93,7 +99,7 @@ def write_checkpoint(trainer, resume=None, path=None):
     """Write ``trainer``'s checkpoint file: RecBole's keys for the best epoch (kept in memory by
     :func:`save_checkpoint`), the configuration as plain data and, once an epoch has completed,
     the state to resume from. Only rank 0 of a distributed run writes."""
-    if not trainer.config["single_spec"] and trainer.config["local_rank"] != 0:
+    if not writes_checkpoints(trainer):
         return
     if resume is not None:
         trainer.recbole_dien_resume = resume
@@ -110,7 +116,7 @@ def save_checkpoint(self, epoch, verbose=True, **kwargs):
     only."""
     from recbole.utils import set_color
 
-    if not self.config["single_spec"] and self.config["local_rank"] != 0:
+    if not writes_checkpoints(self):
         return
     if epoch < 0 and getattr(self, "recbole_dien_best", None) is not None:
         return  # fit() of a run resumed after its last epoch: the file already holds the best model
@@ -127,21 +133,19 @@ class EpochCheckpoints:
 
     def __init__(self, trainer, loaders):
         self.trainer, self.loaders = trainer, list(loaders)
-        trainer.recbole_dien_epoch_checkpoints = self
 
     def resume_state(self, epoch):
         trainer = self.trainer
-        best = getattr(trainer, "recbole_dien_best", None) or {}
         return {"epoch": epoch, "cur_step": trainer.cur_step, "best_valid_score": _number(trainer.best_valid_score),
                 "best_valid_result": {k: float(v) for k, v in (trainer.best_valid_result or {}).items()},
-                "best_epoch": best.get("epoch", -1),
                 "state_dict": _detached(trainer.model.state_dict()),
                 "other_parameter": plain_other_parameter(trainer.model),
                 "optimizer": copy.deepcopy(trainer.optimizer.state_dict()),
                 "random": random_states(self.loaders)}
 
     def __call__(self, epoch, valid_score):
-        write_checkpoint(self.trainer, resume=self.resume_state(epoch))
+        if writes_checkpoints(self.trainer):  # other ranks would copy weights and RNG states for nothing
+            write_checkpoint(self.trainer, resume=self.resume_state(epoch))
 
 
 def resume(trainer, checkpoint, path, loaders):

@@ -1,5 +1,4 @@
 """The synthetic log generator: exact size, real-log shape, RecBole files a run trains on."""
-import numpy as np
 import pandas as pd
 import pytest
 
