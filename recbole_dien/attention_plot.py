@@ -30,13 +30,13 @@ def user_row(dataset_split, dataset, user_token):
     rows = torch.nonzero(dataset_split.inter_feat[uid_field] == uid).flatten()
     if len(rows) == 0:
         raise RecBoleDienError(f"user '{user_token}' has no test interaction")
-    return dataset_split.inter_feat[rows[-1:]]
+    return dataset_split[rows[-1:]]
 
 
 def default_candidates(row, dataset, count, seed):
     """The row's target and ``count`` items the user never interacted with."""
     iid_field, uid_field = dataset.iid_field, dataset.uid_field
-    users_rows = dataset.inter_feat[dataset.inter_feat[uid_field] == row[uid_field][0]]
+    users_rows = dataset[torch.nonzero(dataset.inter_feat[uid_field] == row[uid_field][0]).flatten()]
     # targets of the user's rows, and their histories (a user's first item is never a target)
     histories = users_rows[iid_field + dataset.config["LIST_SUFFIX"]]
     rated = set(users_rows[iid_field].tolist()) | set(histories.flatten().tolist())

@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import torch
 
+from recbole_dien.data.lean import first_history_values
 from recbole_dien.errors import RecBoleDienError
 
 HISTORIES = ("latest", "test")
@@ -79,10 +80,12 @@ def seen_items(dataset, users):
     inter = dataset.inter_feat
     position = torch.full((dataset.user_num,), -1, dtype=torch.long)
     position[users] = torch.arange(len(users))
-    owner = position[inter[dataset.uid_field]]
+    # the rows' targets, and their first behaviours: a user's first interaction is never a target
+    owner = position[inter[dataset.uid_field]].repeat(2)
+    items = torch.cat([inter[dataset.iid_field], first_history_values(dataset, dataset.iid_field)])
     mine = owner >= 0
     seen = torch.zeros(len(users), dataset.item_num, dtype=torch.bool)
-    seen[owner[mine], inter[dataset.iid_field][mine]] = True
+    seen[owner[mine], items[mine]] = True
     return seen
 
 
@@ -117,7 +120,7 @@ def recommend(checkpoint, users=None, topk=10, exclude_seen=True, history="lates
     results = []
     for start in range(0, len(ids), batch_size):
         batch_users = ids[start:start + batch_size]
-        interaction = test_split.inter_feat[rows[start:start + batch_size]]
+        interaction = test_split[rows[start:start + batch_size]]
         if history == "latest":
             interaction = with_latest_behaviour(interaction, config)
         scores = model.full_sort_predict(interaction.to(config["device"])).view(len(batch_users), -1).cpu()

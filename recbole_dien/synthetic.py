@@ -123,7 +123,7 @@ def _write(path, header, columns):
 PROTOCOL = """# {name}: a synthetic click log written by python -m recbole_dien.synthetic
 # ({interactions} interactions, {users} users, {items} items, seed {seed}), under the project's
 # default protocol: each user's behaviours by time, leave-one-out, targets against 100 items
-# the user never clicked (uni100), AUC and LogLoss.
+# the user never clicked (uni100, drawn as RecBole's repeatable sampler draws them), AUC and LogLoss.
 load_col:
   inter: [user_id, item_id, timestamp]
   user: [user_id, age, gender]
@@ -140,6 +140,7 @@ train_neg_sample_args:
   sample_num: 1
 metrics: ['AUC', 'LogLoss']
 valid_metric: AUC
+repeatable: True
 """
 
 

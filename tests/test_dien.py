@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from recbole_dien.data.dataset import sample_negative_sequences
+from recbole_dien.data.negatives import sample_negative_sequences
 from recbole_dien.model.layers import InterestEvolution
 from tests.conftest import assert_every_parameter_gets_a_gradient, assert_full_sort_matches_predict
 
@@ -112,7 +112,8 @@ def dien_setup(tiny_model):
 
 def test_dataset_negatives_are_aligned_and_never_the_positive(dien_setup):
     model, train_data, _ = dien_setup()
-    rows = train_data._dataset.inter_feat
+    dataset = train_data._dataset
+    rows = dataset[torch.arange(len(dataset))]
     item_seq, negatives = rows[model.ITEM_SEQ], rows[model.NEG_ITEM_SEQ]
     real = torch.arange(item_seq.shape[1]) < rows[model.ITEM_SEQ_LEN].unsqueeze(-1)
     assert torch.all((negatives > 0) == real)

@@ -48,7 +48,7 @@ def test_the_command_writes_a_program_that_needs_torch_only(tiny_config_dict, tm
     from recbole_dien import load_data_and_model
 
     _, model, _, _, _, test_data = load_data_and_model(checkpoint)
-    rows = test_data._dataset.inter_feat[torch.arange(10)]
+    rows = test_data._dataset[torch.arange(10)]
     inputs = serving_inputs(model, rows)
     torch.save(inputs, tmp_path / "inputs.pt")
     script = (

@@ -50,17 +50,20 @@ def test_recommendations_leave_out_seen_items_and_are_sorted(trained):
     loaded = load_data_and_model(trained["DIEN"])
     dataset = loaded[2]
     results = recommend(loaded, ["2", "11"], topk=10)
-    inter = dataset.inter_feat
+    rows = dataset[torch.arange(len(dataset))]
     for user, items, scores in results:
         uid = dataset.token2id(dataset.uid_field, user)
-        seen = set(dataset.id2token(dataset.iid_field, inter[dataset.iid_field][inter[dataset.uid_field] == uid].numpy()))
+        mine = rows[dataset.uid_field] == uid
+        # the user's whole log: its rows' targets and histories (the first interaction is only a history)
+        seen_ids = set(rows[dataset.iid_field][mine].tolist()) | set(rows["item_id_list"][mine].flatten().tolist())
+        seen = set(dataset.id2token(dataset.iid_field, sorted(seen_ids - {0})))
         assert len(items) == 10 and not set(items) & seen
         assert scores == sorted(scores, reverse=True)
 
 
 def test_the_latest_history_ends_with_the_test_target(trained):
     config, _, _, _, _, test_data = load_data_and_model(trained["DSIN"])
-    rows = test_data._dataset.inter_feat[torch.arange(6)]
+    rows = test_data._dataset[torch.arange(6)]
     seq, lengths, targets, times = (rows["item_id_list"].clone(), rows["item_length"].clone(), rows["item_id"],
                                     rows["timestamp"])
     extended = with_latest_behaviour(rows, config)

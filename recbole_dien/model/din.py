@@ -33,6 +33,7 @@ in the training data (``mini_batch_l2`` = λ).
 import torch
 import torch.nn as nn
 
+from recbole_dien.data.lean import history_occurrences
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
 from recbole_dien.model.layers import MLP, ActivationUnit, masked_softmax, packed_softmax, sequence_mask
 
@@ -60,10 +61,9 @@ class DIN(AttentionCTRRecommender):
 
     def _count_occurrences(self, dataset):
         """n_j of the mini-batch aware L2: occurrences of each item / user in the training rows."""
-        inter = dataset.inter_feat
-        item_seq, lengths = inter[self.ITEM_SEQ], inter[self.ITEM_SEQ_LEN]
-        items = torch.cat([item_seq[sequence_mask(lengths, item_seq.shape[1])], inter[self.ITEM_ID]])
-        self.item_embedding.set_row_occurrences(torch.bincount(items, minlength=self.item_embedding.num_rows))
+        inter, rows = dataset.inter_feat, self.item_embedding.num_rows
+        items = history_occurrences(dataset, self.ITEM_ID, rows) + torch.bincount(inter[self.ITEM_ID], minlength=rows)
+        self.item_embedding.set_row_occurrences(items)
         users = torch.bincount(inter[self.USER_ID], minlength=self.user_embedding.num_rows)
         self.user_embedding.set_row_occurrences(users)
 

@@ -1,0 +1,280 @@
+"""What building the sequential data and training on it cost from 1M to 20M interactions, on the
+lean path and on RecBole's own SequentialDataset.
+
+    python benchmarks/scale.py                                  # 1M 5M 20M, DIN DIEN DSIN lean, DIN DIEN RecBole's
+    python benchmarks/scale.py --sizes 1000000 --models DIEN --recbole-models DIEN
+    python benchmarks/scale.py --lengths 50 100 200 --length-size 1000000   # the history-length sweep only
+
+Logs come from ``python -m recbole_dien.synthetic`` (written once into ``--data``). For each size,
+path and model, a fresh process builds the dataset and the three loaders through
+``recbole_dien.create_dataset`` + RecBole's ``data_preparation`` (timed: ``build_s``; peak resident
+memory over the build: ``build_peak_gb``), trains ``--train-batches`` batches after one warm-up
+(``train_rows_s``: batch rows - positives and their sampled negatives - per second, batch
+building included) and scores ``--valid-batches`` batches of the uni100 validation loader
+(``valid_users_s``; ``valid_pass_s`` is the whole pass at that rate, or measured with
+``--full-validation``). ml-100k under the project's default protocol is measured the same way as
+the reference for training speed.
+
+RecBole's path runs while it fits: the parent watches the child's resident memory and stops it
+above ``--memory-limit-gb``, recording where it was; a path that failed at one size is not tried
+at larger ones. Results go to ``--out`` (scale.csv, appended and resumable: rows already there are
+skipped; scale.md; scale.png). One torch process at a time; nothing else should run meanwhile
+(``python -m recbole_dien.benchmark.pause`` pauses a benchmark suite for as long as this runs).
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+FIELDS = ["dataset", "interactions", "path", "model", "length", "status", "build_s", "build_peak_gb", "peak_gb",
+          "rows", "train_rows_s", "valid_users_s", "valid_pass_s", "valid_users", "note", "date"]
+REFERENCE = "ml-100k"
+
+
+# --- the child: one (dataset, path, model, length) measurement ---------------------------------
+
+def measure(spec):
+    import resource
+
+    import torch
+    from recbole.data import data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_dien import Config, create_dataset
+
+    def peak_gb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+    settings = {"lean_sequential_data": spec["path"] == "lean", "MAX_ITEM_LIST_LENGTH": spec["length"],
+                "show_progress": False, "state": "WARNING", "seed": 2020, "checkpoint_dir": tempfile.mkdtemp()}
+    files = []
+    if spec["dataset"] != REFERENCE:
+        settings["data_path"] = spec["data"]
+        files = [os.path.join(spec["data"], spec["dataset"], f"{spec['dataset']}.yaml")]
+    print("phase: build", flush=True)
+    start = time.perf_counter()
+    config = Config(spec["model"], spec["dataset"], config_file_list=files, config_dict=settings, cmd_args=[])
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, _ = data_preparation(config, dataset)
+    build_s, build_peak = time.perf_counter() - start, peak_gb()
+
+    print("phase: train", flush=True)
+    model = config.model_class(config, train_data._dataset)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
+    model.train()
+    batches, rows, started = iter(train_data), 0, None
+    for step in range(spec["train_batches"] + 1):
+        if step == 1:  # the first batch warms up
+            started = time.perf_counter()
+        batch = next(batches)
+        rows += len(batch) if step else 0
+        optimizer.zero_grad()
+        model.calculate_loss(batch).backward()
+        optimizer.step()
+    train_rows_s = rows / (time.perf_counter() - started)
+
+    print("phase: validation", flush=True)
+    model.eval()
+    users, total_users, started = 0, len(valid_data.uid_list), time.perf_counter()
+    with torch.no_grad():
+        for step, (interaction, _, _, _) in enumerate(valid_data):
+            model.predict(interaction)
+            users += len(torch.unique(interaction[valid_data.uid_field]))
+            if not spec["full_validation"] and step + 1 >= spec["valid_batches"]:
+                break
+    valid_users_s = users / (time.perf_counter() - started)
+    return {"build_s": round(build_s, 1), "build_peak_gb": round(build_peak, 2), "peak_gb": round(peak_gb(), 2),
+            "rows": len(train_data.dataset) + len(valid_data.dataset), "train_rows_s": round(train_rows_s),
+            "valid_users_s": round(valid_users_s), "valid_pass_s": round(total_users / valid_users_s, 1),
+            "valid_users": total_users,
+            "note": "valid pass measured" if spec["full_validation"] else f"valid pass from {users} users"}
+
+
+# --- the parent: plan, run children under a memory watch, record -------------------------------
+
+def resident_gb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_child(spec, memory_limit_gb, timeout):
+    """(status, measurements or {'note': why}) of one measurement in a fresh process."""
+    command = [sys.executable, __file__, "--child", json.dumps(spec)]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        started, highest = time.perf_counter(), 0.0
+        while child.poll() is None:
+            highest = max(highest, resident_gb(child.pid))
+            elapsed = time.perf_counter() - started
+            if highest > memory_limit_gb or elapsed > timeout:
+                child.kill()
+                child.wait()
+                out.seek(0)
+                phases = [line.split(": ", 1)[1].strip() for line in out if line.startswith("phase: ")]
+                why = (f"resident memory passed {memory_limit_gb:g} GB" if highest > memory_limit_gb
+                       else f"no result within {timeout:.0f} s")
+                return "stopped", {"note": f"{why} after {elapsed:.0f} s, during {phases[-1] if phases else 'start'}",
+                                   "peak_gb": round(highest, 2)}
+            time.sleep(0.2)
+        out.seek(0)
+        results = [line for line in out if line.startswith("{")]
+        if child.returncode != 0 or not results:
+            err.seek(0)
+            lines = [line.strip() for line in err if line.strip()]
+            return "failed", {"note": (lines[-1] if lines else f"exit code {child.returncode}")[:200]}
+        return "ok", json.loads(results[-1])
+
+
+def read_rows(path):
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def size_label(interactions):
+    interactions = int(interactions)
+    return f"{interactions / 1e6:g}M" if interactions >= 10 ** 6 else f"{interactions / 1e3:g}k"
+
+
+def plan(args):
+    from recbole_dien.synthetic import size_name
+
+    runs = [(REFERENCE, 100000, "lean", model, 50) for model in args.models]
+    for size in args.sizes:
+        for path, models in (("lean", args.models), ("recbole", args.recbole_models)):
+            runs.extend((size_name(size), size, path, model, 50) for model in models)
+    if args.lengths:
+        for length in args.lengths:
+            for path, models in (("lean", args.models), ("recbole", args.recbole_models)):
+                runs.extend((size_name(args.length_size), args.length_size, path, model, length) for model in models)
+    return list(dict.fromkeys(runs))
+
+
+def ensure_data(name, interactions, data):
+    from recbole_dien.synthetic import generate
+
+    if not os.path.exists(os.path.join(data, name, f"{name}.yaml")):
+        print(f"writing {name} into {data} ...", flush=True)
+        generate(interactions, data)
+
+
+def report(rows, out):
+    """scale.md (tables) and scale.png (memory and build time against interactions, both paths)."""
+    done = [row for row in rows if row["status"] == "ok"]
+    lines = [f"Measured by `python benchmarks/scale.py` on {platform.node() or 'this machine'} "
+             f"({os.cpu_count()} cores); one process at a time.", "",
+             "| log | path | model | L | build + data_preparation (s) | peak memory of the build (GB) | "
+             "training rows/s | uni100 validation users/s (whole pass, s) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        label = REFERENCE if row["dataset"] == REFERENCE else size_label(row["interactions"])
+        if row["status"] == "ok":
+            lines.append(f"| {label} | {row['path']} | {row['model']} | {row['length']} | {row['build_s']} | "
+                         f"{row['build_peak_gb']} | {int(float(row['train_rows_s'])):,} | "
+                         f"{int(float(row['valid_users_s'])):,} ({row['valid_pass_s']}) |")
+        else:
+            lines.append(f"| {label} | {row['path']} | {row['model']} | {row['length']} | {row['status']}: "
+                         f"{row['note']} | {row['peak_gb'] or ''} | | |")
+    (out / "scale.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figure, (memory, build) = plt.subplots(1, 2, figsize=(10, 4))
+    for path, style in (("lean", "-o"), ("recbole", "--s")):
+        for model in sorted({row["model"] for row in done}):
+            points = sorted((int(row["interactions"]), float(row["build_peak_gb"]), float(row["build_s"]))
+                            for row in done if row["path"] == path and row["model"] == model
+                            and row["length"] == "50" and row["dataset"] != REFERENCE)
+            if points:
+                x = [p[0] / 1e6 for p in points]
+                memory.plot(x, [p[1] for p in points], style, label=f"{model}, {path}")
+                build.plot(x, [p[2] for p in points], style, label=f"{model}, {path}")
+    for axis, title in ((memory, "peak resident memory of the build (GB)"), (build, "build + data_preparation (s)")):
+        axis.set_xlabel("interactions (millions)")
+        axis.set_title(title, fontsize=10)
+        axis.grid(alpha=0.3)
+    memory.legend(fontsize=8)
+    figure.suptitle(f"Sequential data at scale, MAX_ITEM_LIST_LENGTH 50 ({date.today()})", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(out / "scale.png", dpi=110)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="*", type=int, default=[1_000_000, 5_000_000, 20_000_000])
+    parser.add_argument("--models", nargs="*", default=["DIN", "DIEN", "DSIN"], help="on the lean path")
+    parser.add_argument("--recbole-models", nargs="*", default=["DIN", "DIEN"], help="on RecBole's path")
+    parser.add_argument("--lengths", nargs="*", type=int, default=[], help="history-length sweep (e.g. 50 100 200)")
+    parser.add_argument("--length-size", type=int, default=1_000_000, help="log size of the length sweep")
+    parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "recbole-dien-scale"))
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--train-batches", type=int, default=20)
+    parser.add_argument("--valid-batches", type=int, default=20)
+    parser.add_argument("--full-validation", action="store_true")
+    parser.add_argument("--memory-limit-gb", type=float, default=18.0)
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per measurement")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(json.loads(args.child))), flush=True)
+        return 0
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "scale.csv"
+    rows = read_rows(csv_path)
+    recorded = {(row["dataset"], row["path"], row["model"], row["length"]) for row in rows}
+    for dataset, size, path, model, length in plan(args):
+        if (dataset, path, model, str(length)) in recorded:
+            continue
+        failed_smaller = [row for row in rows if row["path"] == path and row["model"] == model
+                          and row["length"] == str(length) and row["status"] != "ok"
+                          and int(row["interactions"]) < size]
+        if failed_smaller:
+            print(f"{dataset} {path} {model} L={length}: skipped (stopped at {size_label(failed_smaller[0]['interactions'])})")
+            continue
+        if dataset != REFERENCE:
+            ensure_data(dataset, size, args.data)
+        spec = {"dataset": dataset, "data": args.data, "path": path, "model": model, "length": length,
+                "train_batches": args.train_batches, "valid_batches": args.valid_batches,
+                "full_validation": args.full_validation}
+        status, measured = run_child(spec, args.memory_limit_gb, args.timeout)
+        row = {field: "" for field in FIELDS}
+        row.update({"dataset": dataset, "interactions": size, "path": path, "model": model, "length": length,
+                    "status": status, "date": str(date.today()), **measured})
+        rows.append(row)
+        recorded.add((dataset, path, model, str(length)))
+        write_rows(csv_path, rows)
+        print(f"{dataset} {path} {model} L={length}: {status} "
+              + ", ".join(f"{key} {measured[key]}" for key in measured), flush=True)
+    report(rows, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
