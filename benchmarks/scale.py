@@ -218,7 +218,8 @@ def report(rows, out):
         axis.set_xlabel("interactions (millions)")
         axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3)
-    memory.legend(fontsize=8)
+    if done:
+        memory.legend(fontsize=8)
     figure.suptitle(f"Sequential data at scale, MAX_ITEM_LIST_LENGTH 50 ({date.today()})", fontsize=11)
     figure.tight_layout()
     figure.savefig(out / "scale.png", dpi=110)
@@ -272,7 +273,7 @@ def main(argv=None):
         write_rows(csv_path, rows)
         print(f"{dataset} {path} {model} L={length}: {status} "
               + ", ".join(f"{key} {measured[key]}" for key in measured), flush=True)
-    report(rows, out)
+    report(read_rows(csv_path), out)  # as written: every value a string
     return 0
 
 

@@ -22,6 +22,12 @@ Importing :mod:`recbole_dien` applies them; nothing in site-packages is edited.
   sequential model (RecBole's own DIN and DIEN included): every backward pass then runs with NaN
   checks on each op, about twice as slow. The model packages are imported once here and anomaly
   detection switched off again.
+* **Reading the atomic files.** ``Dataset._load_feat`` reads them with pandas' Python parser,
+  which builds a Python list per row: at 20M interactions most of the build's time and its peak
+  memory. RecBole's module sees a ``pandas`` whose ``read_csv`` uses the C parser instead where the
+  separator is one character (the C parser's limit), with Python's own float conversion
+  (``float_precision='round_trip'``) so that every value is parsed as before; tests/test_compat.py
+  compares the datasets read both ways.
 * **Deprecation noise.** pandas 2.2 warns on every ``Dataset`` build about RecBole's chained
   in-place ``fillna`` and ``Series.agg(len)``, torch about RecBole's ``torch.cuda.amp.GradScaler``;
   the calls still behave as RecBole means under the pinned pandas < 2.3, so those warnings are silenced.
@@ -81,6 +87,23 @@ def _normalize_keeping_time_in_seconds(normalize):
     return wrapper
 
 
+class _PandasWithCParser:
+    """The ``pandas`` module as RecBole's dataset module sees it: ``read_csv`` takes the C parser
+    where RecBole asks for the Python one and the separator is a single character."""
+
+    def __init__(self, pandas):
+        self._pandas = pandas
+
+    def __getattr__(self, name):
+        return getattr(self._pandas, name)
+
+    def read_csv(self, *args, **kwargs):
+        separator = kwargs.get("delimiter", kwargs.get("sep"))
+        if kwargs.get("engine") == "python" and isinstance(separator, str) and len(separator) == 1:
+            kwargs.update(engine="c", float_precision="round_trip")
+        return self._pandas.read_csv(*args, **kwargs)
+
+
 def _silence_known_warnings():
     for message in (
         "A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
@@ -103,7 +126,11 @@ def apply():
     from recbole_dien import distributed
     from recbole_dien.training import save_checkpoint
 
+    import recbole.data.dataset.dataset as dataset_module
+
     Trainer._save_checkpoint = save_checkpoint
+    if not isinstance(dataset_module.pd, _PandasWithCParser):
+        dataset_module.pd = _PandasWithCParser(dataset_module.pd)
     Dataset._normalize = _normalize_keeping_time_in_seconds(Dataset._normalize)
     AbstractTrainer.__init__ = distributed.trainer_init(AbstractTrainer.__init__)
     Trainer._map_reduce = distributed.keep_metrics
