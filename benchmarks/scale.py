@@ -212,12 +212,21 @@ def report(rows, out):
                             and row["length"] == "50" and row["dataset"] != REFERENCE)
             if points:
                 x = [p[0] / 1e6 for p in points]
-                memory.plot(x, [p[1] for p in points], style, label=f"{model}, {path}")
-                build.plot(x, [p[2] for p in points], style, label=f"{model}, {path}")
+                line, = memory.plot(x, [p[1] for p in points], style, label=f"{model}, {path}")
+                build.plot(x, [p[2] for p in points], style, color=line.get_color())
+                stopped = [row for row in rows if row["path"] == path and row["model"] == model
+                           and row["length"] == "50" and row["status"] == "stopped"]
+                for row in stopped:  # where it was stopped: its memory at the limit
+                    memory.plot([int(row["interactions"]) / 1e6], [float(row["peak_gb"])], "x", markersize=10,
+                                color=line.get_color())
+                    memory.annotate(f"stopped ({row['peak_gb']} GB)", (int(row["interactions"]) / 1e6, float(row["peak_gb"])),
+                                    textcoords="offset points", xytext=(-80, -4), fontsize=8)
     for axis, title in ((memory, "peak resident memory of the build (GB)"), (build, "build + data_preparation (s)")):
         axis.set_xlabel("interactions (millions)")
+        axis.set_xscale("log")
+        axis.set_yscale("log")
         axis.set_title(title, fontsize=10)
-        axis.grid(alpha=0.3)
+        axis.grid(alpha=0.3, which="both")
     if done:
         memory.legend(fontsize=8)
     figure.suptitle(f"Sequential data at scale, MAX_ITEM_LIST_LENGTH 50 ({date.today()})", fontsize=11)

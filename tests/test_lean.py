@@ -20,6 +20,9 @@ PROTOCOLS = {
     "labeled": {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user",
                               "mode": "labeled"}, "train_neg_sample_args": None, "threshold": {"rating": 4},
                 "metrics": ["AUC"]},
+    # RecBole's time-based split loops over the groups itself (GroupedIndex iterates like its lists)
+    "time-split": {"eval_args": {"split": {"TS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user",
+                                 "mode": "uni100"}},
 }
 
 
