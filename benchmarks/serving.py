@@ -46,7 +46,7 @@ def measure(model_name, users=1000, candidates=100, batch_users=100):
     config, trainer, _, valid = pipeline(model_name, 50)
     model = trainer.model.eval()
     program = export.export_model(model, config).module()
-    rows = valid._dataset.inter_feat[torch.arange(users) % len(valid._dataset.inter_feat)]  # ml-100k: 943 users, some twice
+    rows = valid._dataset[torch.arange(users) % len(valid._dataset)]  # ml-100k: 943 users, some twice
     items = torch.randint(1, model.n_items, (users, candidates), generator=torch.Generator().manual_seed(0))
     time_field = getattr(model, "TIME_SEQ", None)
 

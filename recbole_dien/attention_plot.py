@@ -30,7 +30,7 @@ def user_row(dataset_split, dataset, user_token):
     rows = torch.nonzero(dataset_split.inter_feat[uid_field] == uid).flatten()
     if len(rows) == 0:
         raise RecBoleDienError(f"user '{user_token}' has no test interaction")
-    return dataset_split[rows[-1:]]
+    return dataset_split.__getitem__(rows[-1:], join=False)  # as the model input: features are looked up by id
 
 
 def default_candidates(row, dataset, count, seed):

@@ -36,7 +36,8 @@ GENERAL_KNOBS = {
     # what a missing float feature value does: stop the run (naming it) or take the column mean
     "missing_float_values": "str: error | mean",
     # the sequential data path (recbole_dien.data.lean): ~ = lean for the plugin's models,
-    # RecBole's SequentialDataset for RecBole's; True / False = lean / RecBole's for every model
+    # RecBole's SequentialDataset for RecBole's; True = lean also for RecBole's plain sequential
+    # models; False = RecBole's for every model
     "lean_sequential_data": "bool or ~",
     "epochs": "int >= 1",
     "train_batch_size": "int >= 1",

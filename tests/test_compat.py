@@ -43,3 +43,15 @@ def test_other_separators_keep_recboles_parser(tmp_path):
     path.write_text("a::b\n1::2\n")
     frame = _PandasWithCParser(pd).read_csv(path, delimiter="::", engine="python")
     assert frame.values.tolist() == [[1, 2]]
+
+
+def test_one_character_separators_reach_pandas_as_the_c_parser():
+    calls = []
+
+    class Spy:
+        @staticmethod
+        def read_csv(*args, **kwargs):
+            calls.append(kwargs)
+
+    _PandasWithCParser(Spy).read_csv("x", delimiter="\t", engine="python")
+    assert calls == [{"delimiter": "\t", "engine": "c", "float_precision": "round_trip"}]

@@ -74,10 +74,32 @@ def test_every_batch_equals_recboles_on_tiny_data(tiny_config_dict, protocol, mo
     assert_same_batches(model, "tiny", {**tiny_config_dict, **PROTOCOLS[protocol]})
 
 
-def test_short_histories_and_a_user_with_two_interactions(tiny_config_dict):
+def test_short_histories(tiny_config_dict):
     # MAX_ITEM_LIST_LENGTH 3 < most histories (cut windows), 1 (a single behaviour)
     for length in (3, 1):
         assert_same_batches("DSIN", "tiny", {**tiny_config_dict, **PROTOCOLS["uni100"], "MAX_ITEM_LIST_LENGTH": length})
+
+
+@pytest.fixture
+def few_interactions(tiny_config_dict, tmp_path):
+    """Users with 1 to 12 interactions: users without rows, groups of one and two rows (fewer
+    than leave-one-out's two held-out rows), ratio splits of tiny groups."""
+    folder = tmp_path / "few" / "few"
+    folder.mkdir(parents=True)
+    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for user in range(1, 25):
+        for step in range(user % 12 + 1):
+            lines.append(f"{user}\t{(user * 7 + step * 3) % 40 + 1}\t{(user + step) % 5 + 1}\t{1000 + 60 * step}")
+    (folder / "few.inter").write_text("\n".join(lines) + "\n")
+    return {**tiny_config_dict, "data_path": str(tmp_path / "few"), "load_col": {"inter": ["user_id", "item_id",
+                                                                                       "rating", "timestamp"]}}
+
+
+@pytest.mark.parametrize("protocol", ["uni100", "labeled", "time-split"])
+def test_users_with_few_interactions(few_interactions, protocol):
+    settings = {**few_interactions, **PROTOCOLS[protocol], "MAX_ITEM_LIST_LENGTH": 4}
+    settings["eval_args"] = {**settings["eval_args"], "mode": settings["eval_args"]["mode"].replace("uni100", "uni20")}
+    assert_same_batches("DIEN", "few", settings)
 
 
 @pytest.mark.parametrize("protocol", ["default", "fullsort", "labeled"])
@@ -85,8 +107,11 @@ def test_every_batch_equals_recboles_on_ml_100k(protocol):
     settings = {"protocol": protocol, "show_progress": False, "MAX_ITEM_LIST_LENGTH": 20,
                 "train_batch_size": 4096, "eval_batch_size": 8192}
     lean, dense = assert_same_batches("DIN", "ml-100k", settings)
-    # memory: the dense path holds [rows, L] per list column, the lean one the flat log
-    assert lean.inter_feat[HISTORY_START].numel() * 8 < dense.inter_feat["item_id_list"].numel()
+    # memory: the rows hold no list column, the log each interaction once
+    assert dense.inter_feat["item_id_list"].shape == (len(dense), 20)
+    assert all(value.dim() == 1 for value in lean.inter_feat.interaction.values())
+    users_with_rows = len(torch.unique(lean.inter_feat["user_id"]))
+    assert len(lean.history_log) == len(lean.inter_feat) + users_with_rows == 100000
 
 
 def test_recbole_models_can_ask_for_the_lean_path(tiny_config_dict):
@@ -184,13 +209,45 @@ def test_saved_datasets_are_written_but_never_read_back(tiny_config_dict, tmp_pa
         create_dataset(config)
 
 
-def test_saved_dataloaders_round_trip(tiny_config_dict, tmp_path):
+def test_saved_dataloaders_round_trip(tiny_config_dict, tmp_path, monkeypatch):
     settings = {**tiny_config_dict, **PROTOCOLS["uni100"], "save_dataloaders": True}
     _, loaders = pipeline("DIN", "tiny", settings, lean=True)
     saved = list((tmp_path / "saved").glob("tiny-for-DIN-dataloader.pth"))
     assert len(saved) == 1
+
+    def rebuilt(*args):
+        raise AssertionError("data_preparation built new loaders instead of loading the saved ones")
+
+    monkeypatch.setattr("recbole.data.utils.create_samplers", rebuilt)
     _, reloaded = pipeline("DIN", "tiny", {**settings, "save_dataloaders": False,
                                            "dataloaders_save_path": str(saved[0])}, lean=True)
     assert reloaded[0].dataset.is_lean
-    for (name, a), (_, b) in zip(every_batch(reloaded[1:])[0], every_batch(loaders[1:])[0]):
-        assert torch.equal(a, b), name
+    # the training rows (RecBole restores the loader's shuffling state its own way), then every
+    # evaluation batch
+    train, expected_train = reloaded[0].dataset, loaders[0].dataset
+    rows, expected_rows = train[torch.arange(len(train))], expected_train[torch.arange(len(expected_train))]
+    assert all(torch.equal(rows[key], expected_rows[key]) for key in expected_rows.interaction)
+    ours, theirs = every_batch(reloaded[1:]), every_batch(loaders[1:])
+    assert len(ours) == len(theirs) > 1
+    for batch, expected in zip(ours, theirs):
+        assert [name for name, _ in batch] == [name for name, _ in expected]
+        for (name, a), (_, b) in zip(batch, expected):
+            assert torch.equal(a, b), name
+
+
+def test_fearec_is_refused_on_the_lean_path(tiny_config_dict):
+    config = Config("FEARec", "tiny", config_dict={**tiny_config_dict, **PROTOCOLS["fullsort"],
+                                                    "train_neg_sample_args": None, "loss_type": "CE",
+                                                    "lean_sequential_data": True}, cmd_args=[])
+    with pytest.raises(ConfigError, match="lean_sequential_data: FEARec reads its histories from dataset.inter_feat"):
+        create_dataset(config)
+
+
+def test_zero_dimensional_and_string_indices(tiny_config_dict):
+    settings = {**tiny_config_dict, **PROTOCOLS["uni100"], "neg_resample_each_epoch": True}
+    lean, (train, _, _) = pipeline("DIEN", "tiny", settings, lean=True)
+    dense, _ = pipeline("DIEN", "tiny", {**settings, "neg_resample_each_epoch": False}, lean=False)
+    row = train.dataset[torch.tensor(3)]
+    assert row["item_id_list"].shape == (8,) and row["neg_item_id_list"].shape == (8,)
+    assert torch.equal(row["item_id_list"], train.dataset[3]["item_id_list"])
+    assert torch.equal(lean["timestamp_list"], dense.inter_feat["timestamp_list"])

@@ -48,8 +48,10 @@ class DIENDataset(LeanSequentialDataset):
         self._del_col(self.inter_feat, self.neg_item_field)  # the row's own negative is no model input
 
     def _sample(self, rows, generator=None):
-        return sample_negative_sequences(rows[self.item_id_list_field], rows[self.item_list_length_field],
-                                         self.item_num, self.neg_exclude, generator)
+        item_seq, lengths = rows[self.item_id_list_field], rows[self.item_list_length_field]
+        negatives = sample_negative_sequences(item_seq.view(-1, item_seq.shape[-1]), lengths.view(-1),
+                                              self.item_num, self.neg_exclude, generator)
+        return negatives.view(item_seq.shape)  # one row (dataset[i]) or a batch
 
     def build(self):
         datasets = super().build()

@@ -14,9 +14,10 @@ splits run on index tensors. Rows, their order, the splits and every batch tenso
 (tests/test_lean.py compares them under the three protocols); memory grows with N only.
 
 ``lean_sequential_data`` chooses the path: ``~`` (default) lean for the plugin's models and
-RecBole's own ``SequentialDataset`` for RecBole's models; ``True`` lean for any sequential model
-whose dataset RecBole would build as a plain ``SequentialDataset``; ``False`` RecBole's path
-(this class then behaves as RecBole's ``SequentialDataset``).
+RecBole's own ``SequentialDataset`` for RecBole's models; ``True`` lean also for RecBole's
+sequential models whose dataset RecBole builds as a plain ``SequentialDataset`` (not FEARec,
+which reads its histories from ``dataset.inter_feat``); ``False`` RecBole's path (this class then
+behaves as RecBole's ``SequentialDataset``).
 """
 import numpy as np
 import torch
@@ -60,6 +61,16 @@ def first_history_values(dataset, field):
     return dataset.inter_feat[getattr(dataset, f"{field}_list_field")][:, 0]
 
 
+class _DirectlyIndexed(Interaction):
+    """An ``Interaction`` that indexes its columns with a tensor or array as it is: RecBole's turns
+    the index into a Python list first (at 20M rows, a 20M-element list for every split)."""
+
+    def __getitem__(self, index):
+        if isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim > 0:
+            return type(self)({field: value[index] for field, value in self.interaction.items()})
+        return super().__getitem__(index)
+
+
 class LeanSequentialDataset(SequentialDataset):
     """RecBole's ``SequentialDataset`` with histories gathered at batch time (module docstring)."""
 
@@ -86,6 +97,7 @@ class LeanSequentialDataset(SequentialDataset):
         self._aug_presets()
         self._check_field("uid_field", "time_field")
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
+        self.inter_feat = _DirectlyIndexed(self.inter_feat.interaction)
         users = self.inter_feat[self.uid_field]
         position = torch.arange(len(users))
         first = torch.ones(len(users), dtype=torch.bool)
@@ -103,16 +115,16 @@ class LeanSequentialDataset(SequentialDataset):
 
     # --- batches -----------------------------------------------------------------------------
 
-    def gather_histories(self, rows):
+    def gather_histories(self, rows, list_fields=None):
         """``rows`` (an Interaction of this dataset's rows) with every list field RecBole's rows
-        hold: [B, MAX_ITEM_LIST_LENGTH, ...], zero after each row's length."""
+        hold (or those of ``list_fields``): [B, MAX_ITEM_LIST_LENGTH, ...], zero after each row's length."""
         start, length = rows[HISTORY_START], rows[self.item_list_length_field]
         steps = torch.arange(self.max_item_list_len)
         real = steps < length.unsqueeze(1)                                         # [B, L]
         positions = torch.where(real, start.unsqueeze(1) + steps, 0)               # padding reads row 0, zeroed below
         columns = {field: value for field, value in rows.interaction.items() if field != HISTORY_START}
-        for list_field, field in self.list_sources.items():
-            values = self.history_log[field][positions]                            # [B, L, ...]
+        for list_field in list_fields or self.list_sources:
+            values = self.history_log[self.list_sources[list_field]][positions]                            # [B, L, ...]
             mask = real.view(real.shape + (1,) * (values.dim() - 2))
             columns[list_field] = torch.where(mask, values, torch.zeros((), dtype=values.dtype))
         return Interaction(columns)
@@ -121,10 +133,11 @@ class LeanSequentialDataset(SequentialDataset):
         if not self.is_lean:
             return super().__getitem__(index, join)
         if isinstance(index, str):
-            if index in self.list_sources:  # a whole list column: dense, as RecBole holds it
-                return self.gather_histories(self.inter_feat)[index]
+            if index in self.list_sources:  # one whole list column, dense, as RecBole holds it
+                return self.gather_histories(self.inter_feat, [index])[index]
             return self.inter_feat[index]
-        single = isinstance(index, (int, np.integer))
+        single = isinstance(index, (int, np.integer)) or (isinstance(index, (np.ndarray, torch.Tensor))
+                                                           and index.ndim == 0)
         rows = self.gather_histories(self.inter_feat[[int(index)] if single else index])
         if join:
             rows = self.join(rows)

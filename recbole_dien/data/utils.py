@@ -11,6 +11,10 @@ from recbole_dien.errors import ConfigError
 from recbole_dien.utils import is_plugin_model
 
 
+# RecBole's sequential models that read list columns from dataset.inter_feat: RecBole's path only
+NEEDS_RECBOLES_PATH = ("FEARec",)
+
+
 def _recbole_builds_plain_sequential(config):
     # RecBole's create_dataset takes recbole.data.dataset.<Model>Dataset when it exists
     special = hasattr(importlib.import_module("recbole.data.dataset"), f"{config['model']}Dataset")
@@ -24,9 +28,12 @@ def plugin_dataset_class(config):
     plugin_model = is_plugin_model(config.model_class)
     if plugin_model and hasattr(plugin_datasets, f"{config['model']}Dataset"):
         return getattr(plugin_datasets, f"{config['model']}Dataset")
-    if lean_requested(config, plugin_model) and (plugin_model or _recbole_builds_plain_sequential(config)):
-        return LeanSequentialDataset
-    return None
+    if not lean_requested(config, plugin_model) or not (plugin_model or _recbole_builds_plain_sequential(config)):
+        return None
+    if config["model"] in NEEDS_RECBOLES_PATH:
+        raise ConfigError(f"lean_sequential_data: {config['model']} reads its histories from dataset.inter_feat, "
+                          "which the lean path does not fill; remove the setting (or set it to False)")
+    return LeanSequentialDataset
 
 
 def create_dataset(config):
