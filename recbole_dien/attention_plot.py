@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_dien.errors import RecBoleDienError
+from recbole_dien.errors import RecBoleDienError, report
 
 
 def user_row(dataset_split, dataset, user_token):
@@ -138,8 +138,7 @@ def main(argv=None):
     try:
         plot_attention(args.checkpoint, args.user, args.items, args.output, args.count)
     except RecBoleDienError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report(parser, error)
     print(f"wrote {args.output}")
     return 0
 

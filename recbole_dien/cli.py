@@ -46,7 +46,7 @@ def main(argv=None):
                      "leave out --model, --dataset and --config_files")
 
     from recbole_dien import run
-    from recbole_dien.errors import RecBoleDienError
+    from recbole_dien.errors import RecBoleDienError, report
 
     try:
         result = run(
@@ -56,8 +56,7 @@ def main(argv=None):
             ip=args.ip, port=args.port, group_offset=args.group_offset, resume=args.resume,
         )
     except RecBoleDienError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report(parser, error)
     if result is not None:
         print(f"best valid: {dict(result['best_valid_result'] or {})}")
         print(f"test result: {dict(result['test_result'])}")

@@ -1,4 +1,5 @@
 """Errors a user can act on; the CLI prints them as one line instead of a traceback."""
+import sys
 
 
 class RecBoleDienError(Exception):
@@ -15,3 +16,10 @@ class DatasetError(RecBoleDienError, ValueError):
 
 class ConfigError(RecBoleDienError, ValueError):
     """A setting with a wrong type, range or value, or settings that contradict each other."""
+
+
+def report(parser, error):
+    """A command line's report of ``error``: one line, ``<prog>: error: ...`` on stderr as argparse
+    writes its own, and argparse's exit status 2."""
+    print(f"{parser.prog}: error: {error}", file=sys.stderr)
+    return 2

@@ -27,7 +27,7 @@ import warnings
 
 import torch
 
-from recbole_dien.errors import RecBoleDienError
+from recbole_dien.errors import RecBoleDienError, report
 
 INPUTS = ("users", "item_seq", "lengths", "time_seq", "candidates")
 
@@ -98,8 +98,7 @@ def main(argv=None):
     try:
         export_checkpoint(args.checkpoint, args.output)
     except RecBoleDienError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report(parser, error)
     print(f"wrote {args.output} and {args.output}.json")
     return 0
 

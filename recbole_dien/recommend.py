@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from recbole_dien.data.lean import first_history_values
-from recbole_dien.errors import RecBoleDienError
+from recbole_dien.errors import RecBoleDienError, report
 
 HISTORIES = ("latest", "test")
 
@@ -154,8 +154,7 @@ def main(argv=None):
         results = recommend(args.checkpoint, None if args.all_users else args.users, args.topk,
                             not args.include_seen, args.history, args.batch_size)
     except RecBoleDienError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report(parser, error)
     if args.output:
         with open(args.output, "w", newline="") as f:
             writer = csv.writer(f)

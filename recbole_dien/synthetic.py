@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from recbole_dien.errors import RecBoleDienError
+from recbole_dien.errors import RecBoleDienError, report
 
 DEFAULTS = dict(mean_activity=60.0, activity_sigma=1.0, min_activity=5, categories=40, items_per_category=500,
                 zipf=1.1, interests_per_user=3, switch=0.15, session_length=6.0, in_session_gap=60.0,
@@ -176,8 +176,7 @@ def main(argv=None):
     try:
         folder, counts = generate(interactions, out, name, **args)
     except RecBoleDienError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report(parser, error)
     print(f"wrote {folder}: {counts['interactions']:,} interactions, {counts['users']:,} users, "
           f"{counts['items']:,} items in {time.perf_counter() - start:.1f} s")
     return 0

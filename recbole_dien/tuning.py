@@ -19,7 +19,7 @@ import argparse
 import logging
 import sys
 
-from recbole_dien.errors import ConfigError, RecBoleDienError
+from recbole_dien.errors import ConfigError, RecBoleDienError, report
 
 TOOLS = ("exhaustive", "random", "bayes")
 
@@ -118,8 +118,7 @@ def main(argv=None):
         tuner = tune(args.model, args.dataset, params_file, args.config_files.split() if args.config_files else None,
                      settings, args.tool, args.max_evals, args.early_stop, args.output_file)
     except RecBoleDienError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report(parser, error)
     logging.getLogger().info(f"best parameters: {tuner.best_params}")
     print(f"best parameters: {tuner.best_params}")
     print(f"wrote {args.output_file} and {args.output_file}.md")

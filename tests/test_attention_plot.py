@@ -41,7 +41,7 @@ def test_given_items_and_session_heatmap_for_dsin(tiny_config_dict, tmp_path):
 def test_unknown_user_is_one_line_error(tiny_config_dict, capsys):
     path = trained_checkpoint(tiny_config_dict, "DIN")
     assert attention_plot.main([path, "--user", "no-such-user"]) == 2
-    assert capsys.readouterr().err.strip() == "error: user 'no-such-user' is not in the dataset"
+    assert capsys.readouterr().err.strip() == ("python -m recbole_dien.attention_plot: error: user 'no-such-user' is not in the dataset")
 
 
 @pytest.mark.parametrize("model_name", ["DIN", "DIEN"])
