@@ -217,10 +217,10 @@ def report(rows, out):
                 stopped = [row for row in rows if row["path"] == path and row["model"] == model
                            and row["length"] == "50" and row["status"] == "stopped"]
                 for row in stopped:  # where it was stopped: its memory at the limit
-                    memory.plot([int(row["interactions"]) / 1e6], [float(row["peak_gb"])], "x", markersize=10,
-                                color=line.get_color())
-                    memory.annotate(f"stopped ({row['peak_gb']} GB)", (int(row["interactions"]) / 1e6, float(row["peak_gb"])),
-                                    textcoords="offset points", xytext=(-80, -4), fontsize=8)
+                    where = (int(row["interactions"]) / 1e6, float(row["peak_gb"]))
+                    memory.plot(*where, "x", markersize=10, color=line.get_color())
+                    memory.annotate(f"stopped ({row['peak_gb']} GB)", where, textcoords="offset points",
+                                    xytext=(-80, -4), fontsize=8)
     for axis, title in ((memory, "peak resident memory of the build (GB)"), (build, "build + data_preparation (s)")):
         axis.set_xlabel("interactions (millions)")
         axis.set_xscale("log")
@@ -266,7 +266,8 @@ def main(argv=None):
                           and row["length"] == str(length) and row["status"] != "ok"
                           and int(row["interactions"]) < size]
         if failed_smaller:
-            print(f"{dataset} {path} {model} L={length}: skipped (stopped at {size_label(failed_smaller[0]['interactions'])})")
+            smaller = size_label(failed_smaller[0]["interactions"])
+            print(f"{dataset} {path} {model} L={length}: skipped (stopped at {smaller})")
             continue
         if dataset != REFERENCE:
             ensure_data(dataset, size, args.data)

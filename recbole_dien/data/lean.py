@@ -124,7 +124,7 @@ class LeanSequentialDataset(SequentialDataset):
         positions = torch.where(real, start.unsqueeze(1) + steps, 0)               # padding reads row 0, zeroed below
         columns = {field: value for field, value in rows.interaction.items() if field != HISTORY_START}
         for list_field in list_fields or self.list_sources:
-            values = self.history_log[self.list_sources[list_field]][positions]                            # [B, L, ...]
+            values = self.history_log[self.list_sources[list_field]][positions]    # [B, L, ...]
             mask = real.view(real.shape + (1,) * (values.dim() - 2))
             columns[list_field] = torch.where(mask, values, torch.zeros((), dtype=values.dtype))
         return Interaction(columns)
