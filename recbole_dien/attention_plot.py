@@ -18,6 +18,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_dien.errors import RecBoleDienError, report
+from recbole_dien.recommend import seen_items
 
 
 def user_row(dataset_split, dataset, user_token):
@@ -35,14 +36,10 @@ def user_row(dataset_split, dataset, user_token):
 
 def default_candidates(row, dataset, count, seed):
     """The row's target and ``count`` items the user never interacted with."""
-    iid_field, uid_field = dataset.iid_field, dataset.uid_field
-    users_rows = dataset[torch.nonzero(dataset.inter_feat[uid_field] == row[uid_field][0]).flatten()]
-    # targets of the user's rows, and their histories (a user's first item is never a target)
-    histories = users_rows[iid_field + dataset.config["LIST_SUFFIX"]]
-    rated = set(users_rows[iid_field].tolist()) | set(histories.flatten().tolist())
-    unrated = np.array([i for i in range(1, dataset.item_num) if i not in rated])
+    rated = seen_items(dataset, row[dataset.uid_field][:1])[0]
+    unrated = np.flatnonzero(~rated[1:].numpy()) + 1  # ascending, without the padding id
     picked = np.random.default_rng(seed).choice(unrated, size=min(count, len(unrated)), replace=False)
-    return [int(row[iid_field][0])] + sorted(picked.tolist())
+    return [int(row[dataset.iid_field][0])] + sorted(picked.tolist())
 
 
 @torch.no_grad()

@@ -36,6 +36,14 @@ def lean_requested(config, plugin_model):
     return plugin_model if choice is None else bool(choice)
 
 
+def user_starts(users):
+    """For each position of a log sorted by user: the position where that user's interactions start."""
+    position = torch.arange(len(users))
+    first = torch.ones(len(users), dtype=torch.bool)
+    first[1:] = users[1:] != users[:-1]
+    return torch.cummax(torch.where(first, position, 0), dim=0).values
+
+
 def history_occurrences(dataset, field, minlength=0):
     """How often each value of ``field`` occurs in a sequential dataset's histories (a bincount
     over every row's real history steps); on the lean path without building the histories."""
@@ -98,12 +106,9 @@ class LeanSequentialDataset(SequentialDataset):
         self._check_field("uid_field", "time_field")
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
         self.inter_feat = _DirectlyIndexed(self.inter_feat.interaction)
-        users = self.inter_feat[self.uid_field]
-        position = torch.arange(len(users))
-        first = torch.ones(len(users), dtype=torch.bool)
-        first[1:] = users[1:] != users[:-1]
-        user_start = torch.cummax(torch.where(first, position, 0), dim=0).values
-        targets = position[~first]                                            # one row per non-first interaction
+        user_start = user_starts(self.inter_feat[self.uid_field])
+        position = torch.arange(len(user_start))
+        targets = position[user_start != position]                            # one row per non-first interaction
         starts = torch.maximum(user_start[targets], targets - self.max_item_list_len)
 
         self.list_sources = {getattr(self, f"{field}_list_field"): field

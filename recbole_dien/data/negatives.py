@@ -9,6 +9,7 @@ import itertools
 
 import torch
 
+from recbole_dien.data.lean import user_starts
 from recbole_dien.model.layers import sequence_mask
 
 NEGATIVE_EXCLUSIONS = ("history", "positive")
@@ -69,10 +70,7 @@ def sample_log_negatives(users, items, n_items, window, exclude="history", gener
     _check(n_items, exclude)
     n = len(items)
     position = torch.arange(n)
-    first = torch.ones(n, dtype=torch.bool)
-    first[1:] = users[1:] != users[:-1]
-    user_start = torch.cummax(torch.where(first, position, 0), dim=0).values
-    window_start = torch.maximum(user_start, position - window + 1)
+    window_start = torch.maximum(user_starts(users), position - window + 1)
     if exclude == "history":
         pairs, pair_rank = torch.unique(users.long() * n_items + items, return_inverse=True)  # sorted (user, item)
         occurrences = torch.sort(pair_rank * n + position).values    # (pair, position), sorted
