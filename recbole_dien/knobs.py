@@ -39,6 +39,9 @@ GENERAL_KNOBS = {
     # RecBole's SequentialDataset for RecBole's; True = lean also for RecBole's plain sequential
     # models; False = RecBole's for every model
     "lean_sequential_data": "bool or ~",
+    # whether the process keeps the memory it frees (glibc's mmap and trim thresholds raised,
+    # recbole_dien.allocator); missing = True
+    "keep_freed_memory": "bool",
     "epochs": "int >= 1",
     "train_batch_size": "int >= 1",
     "eval_batch_size": "int >= 1",

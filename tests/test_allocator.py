@@ -1,0 +1,63 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from recbole_dien import Config, allocator
+from recbole_dien.errors import ConfigError
+
+glibc_only = pytest.mark.skipif(allocator._glibc() is None, reason="the setting applies to glibc only")
+
+# Allocates, touches and frees 64 MiB with the C library a few times, printing each round's
+# minor page faults (what a torch step's large intermediates meet at every batch).
+_ROUNDS = """
+import ctypes, json, resource, sys
+from recbole_dien import allocator
+if sys.argv[1] == "keep":
+    assert allocator.keep_freed_memory()
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+faults = []
+for _ in range(5):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(64 * 2**20)
+    ctypes.memset(block, 1, 64 * 2**20)
+    libc.free(block)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps(faults))
+"""
+PAGES = 64 * 2**20 // 4096
+
+
+def faults_per_round(mode):
+    done = subprocess.run([sys.executable, "-c", _ROUNDS, mode], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@glibc_only
+def test_freed_memory_is_reused_instead_of_faulted_in_again():
+    default, kept = faults_per_round("default"), faults_per_round("keep")
+    # glibc's default: every round maps fresh pages and faults each one in again
+    assert all(faults > PAGES // 2 for faults in default[1:])
+    # kept: the first round faults the pages in, later rounds reuse them
+    assert kept[0] > PAGES // 2
+    assert all(faults < PAGES // 100 for faults in kept[1:])
+
+
+def test_config_applies_the_setting_unless_switched_off(tiny_config_dict, monkeypatch):
+    calls = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(True) or True)
+    Config("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=[])
+    assert calls == [True]
+    Config("recbole.DIN", "tiny", config_dict=tiny_config_dict, cmd_args=[])
+    assert calls == [True, True]
+    Config("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=["--keep_freed_memory=False"])
+    assert calls == [True, True]
+
+
+def test_a_wrong_value_is_one_line(tiny_config_dict):
+    with pytest.raises(ConfigError, match="keep_freed_memory.*bool") as error:
+        Config("DIN", "tiny", config_dict={**tiny_config_dict, "keep_freed_memory": "yes"}, cmd_args=[])
+    assert "\n" not in str(error.value)
