@@ -89,7 +89,13 @@ def quality_figure(ok, by_model, title):
     found = time_to_quality(by_model)
     if found is not None:
         ax.axhline(found[1], color="black", ls="--", lw=1, label=f"{REFERENCE_MODEL} best ({found[1]:.4f})")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     ax.set_xscale("log")
+    # plain seconds at 1-2-5 steps: matplotlib's default log labels (2x10^1, 3x10^1, ...) collide
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda seconds, _: f"{seconds:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("cumulative training seconds (log scale; validation passes not counted)")
     ax.set_ylabel(f"validation {metric}")
     ax.set_title(f"{title}: time to quality")
