@@ -36,6 +36,8 @@ def measure(model, length, keep, warmup, batches):
         optimizer.step()
         seconds.append(time.perf_counter() - start)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before_faults)
+    if len(seconds) <= warmup:
+        raise SystemExit(f"{model} at {length}: {len(seconds)} training batches, not more than --warmup {warmup}")
     timed = slice(warmup, None)
     return {"model": model, "length": length, "keep_freed_memory": keep, "batches": len(seconds[timed]),
             "step_s": sum(seconds[timed]) / len(seconds[timed]),
@@ -68,7 +70,10 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=30, help="timed training steps")
     parser.add_argument("--output", help="also write the measurements here (JSON)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds a measurement may take")
     args = parser.parse_args(argv)
+    if args.warmup < 0 or args.batches < 1:
+        parser.error("--warmup must be >= 0 and --batches >= 1")
     if args.child:
         import recbole_dien  # noqa: F401 - the RecBole shims
 
@@ -80,8 +85,11 @@ def main(argv=None):
             for keep in (False, True):
                 spec = {"model": model, "length": length, "keep": keep, "warmup": args.warmup,
                         "batches": args.batches}
-                done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                                      capture_output=True, text=True)
+                try:
+                    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
+                                          capture_output=True, text=True, timeout=args.timeout)
+                except subprocess.TimeoutExpired:
+                    sys.exit(f"{model} at {length}: no result within {args.timeout:.0f} s")
                 results = [line for line in done.stdout.splitlines() if line.startswith("{")]
                 if done.returncode != 0 or not results:
                     sys.exit(f"{model} at {length}: the measurement failed: "

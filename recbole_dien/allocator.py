@@ -12,11 +12,15 @@ for 2.26x the behaviours. Raising both thresholds lets freed memory be reused in
 (docs/performance.md has the measurements).
 
 The cost: memory a run frees is kept for its later allocations instead of being handed back to
-the operating system while the process lives. The setting is process-wide and applies to glibc
-(Linux) only; elsewhere :func:`keep_freed_memory` does nothing. The plugin's :class:`Config`
-applies it unless ``keep_freed_memory: False``.
+the operating system while the process lives (each process: DataLoader workers and DDP ranks
+inherit or apply it too). The setting is process-wide, cannot be undone, and applies to glibc
+(Linux) only; elsewhere :func:`keep_freed_memory` does nothing, and with another allocator
+preloaded (jemalloc, tcmalloc) ``mallopt`` is that allocator's, which may ignore it. The
+plugin's :class:`Config` applies it (when built, and when rebuilt from a checkpoint) unless
+``keep_freed_memory: False``; the first config of a process decides.
 """
 import ctypes
+import logging
 import platform
 
 # mallopt parameters of glibc's <malloc.h>
@@ -24,8 +28,11 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 THRESHOLD_BYTES = 1 << 30  # allocations up to 1 GiB come from the heap; up to 1 GiB of free heap is kept
+# what older glibc releases accept at most for the mmap threshold on 64-bit (HEAP_MAX_SIZE / 2)
+OLD_GLIBC_MMAP_THRESHOLD_BYTES = 32 << 20
 
 _applied = False
+log = logging.getLogger(__name__)
 
 
 def _glibc():
@@ -35,26 +42,35 @@ def _glibc():
         libc = ctypes.CDLL(None)
     except OSError:
         return None
-    return libc if hasattr(libc, "mallopt") else None
+    if not hasattr(libc, "mallopt"):
+        return None
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return libc
 
 
 def keep_freed_memory():
-    """Raise glibc's mmap and trim thresholds to :data:`THRESHOLD_BYTES` (once per process).
-    Returns whether the setting is in effect (False where the C library is not glibc)."""
+    """Raise glibc's mmap and trim thresholds to :data:`THRESHOLD_BYTES` (once per process; an
+    older glibc that refuses that mmap threshold gets its largest, 32 MiB). Returns whether both
+    are in effect (False where the C library is not glibc). Setting either threshold switches
+    glibc's dynamic adjustment off for good: nothing in glibc turns it back on."""
     global _applied
     if _applied:
         return True
     libc = _glibc()
     if libc is None:
         return False
-    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    # the mmap threshold first: setting either one switches glibc's dynamic adjustment off
-    _applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, THRESHOLD_BYTES)) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, THRESHOLD_BYTES))
+    mmap_set = libc.mallopt(_M_MMAP_THRESHOLD, THRESHOLD_BYTES) or libc.mallopt(
+        _M_MMAP_THRESHOLD, OLD_GLIBC_MMAP_THRESHOLD_BYTES)
+    trim_set = libc.mallopt(_M_TRIM_THRESHOLD, THRESHOLD_BYTES)
+    _applied = bool(mmap_set) and bool(trim_set)
     return _applied
 
 
 def apply(config):
-    """What ``keep_freed_memory`` asks of a config (a missing setting means True)."""
+    """What ``keep_freed_memory`` asks of a config (a missing setting means True). The first
+    config of a process decides: a later ``False`` cannot undo the setting, and says so."""
     if config["keep_freed_memory"] is not False:
         keep_freed_memory()
+    elif _applied:
+        log.warning("keep_freed_memory: False has no effect in this process: an earlier Config already "
+                    "raised glibc's thresholds, which cannot be undone; start a fresh process to run with glibc's own")

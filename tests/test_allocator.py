@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -14,9 +15,10 @@ glibc_only = pytest.mark.skipif(allocator._glibc() is None, reason="the setting 
 _ROUNDS = """
 import ctypes, json, resource, sys
 from recbole_dien import allocator
+libc = ctypes.CDLL(None)
+libc.prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: 4 KiB pages, whatever the host's transparent huge pages
 if sys.argv[1] == "keep":
     assert allocator.keep_freed_memory()
-libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 faults = []
@@ -32,7 +34,10 @@ PAGES = 64 * 2**20 // 4096
 
 
 def faults_per_round(mode):
-    done = subprocess.run([sys.executable, "-c", _ROUNDS, mode], capture_output=True, text=True, check=True)
+    # glibc's defaults, whatever this environment tunes
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    done = subprocess.run([sys.executable, "-c", _ROUNDS, mode], capture_output=True, text=True, check=True,
+                          env=environment)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -61,3 +66,11 @@ def test_a_wrong_value_is_one_line(tiny_config_dict):
     with pytest.raises(ConfigError, match="keep_freed_memory.*bool") as error:
         Config("DIN", "tiny", config_dict={**tiny_config_dict, "keep_freed_memory": "yes"}, cmd_args=[])
     assert "\n" not in str(error.value)
+
+
+def test_switching_off_after_it_was_applied_says_it_cannot(tiny_config_dict, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(allocator, "_applied", True)
+    monkeypatch.setattr(allocator.log, "warning", lambda message, *args: warnings.append(message % args))
+    Config("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=["--keep_freed_memory=False"])
+    assert len(warnings) == 1 and "cannot be undone" in warnings[0]
