@@ -47,7 +47,7 @@ def measure(spec):
     from recbole.data import data_preparation
     from recbole.utils import init_seed
 
-    from recbole_dien import Config, create_dataset
+    from recbole_dien import Config, allocator, create_dataset
 
     def peak_gb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
@@ -68,6 +68,7 @@ def measure(spec):
 
     print("phase: train", flush=True)
     model = config.model_class(config, train_data._dataset)
+    allocator.apply(config)  # what a RecBole trainer does when it is built
     optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
     model.train()
     batches, rows, started = iter(train_data), 0, None

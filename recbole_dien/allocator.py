@@ -15,9 +15,13 @@ The cost: memory a run frees is kept for its later allocations instead of being 
 the operating system while the process lives (each process: DataLoader workers and DDP ranks
 inherit or apply it too). The setting is process-wide, cannot be undone, and applies to glibc
 (Linux) only; elsewhere :func:`keep_freed_memory` does nothing, and with another allocator
-preloaded (jemalloc, tcmalloc) ``mallopt`` is that allocator's, which may ignore it. The
-plugin's :class:`Config` applies it (when built, and when rebuilt from a checkpoint) unless
-``keep_freed_memory: False``; the first config of a process decides.
+preloaded (jemalloc, tcmalloc) ``mallopt`` is that allocator's, which may ignore it.
+
+Every RecBole trainer applies it when it is built (:func:`trainer_init`, installed by
+:mod:`recbole_dien.compat`), unless its config says ``keep_freed_memory: False``; the first
+trainer of a process decides. Not earlier: building a dataset allocates and frees large blocks
+once, and keeping them raised the peak memory of building a 20M-interaction log from 3.4 to
+4.55 GB (docs/performance.md).
 """
 import ctypes
 import logging
@@ -68,9 +72,19 @@ def keep_freed_memory():
 
 def apply(config):
     """What ``keep_freed_memory`` asks of a config (a missing setting means True). The first
-    config of a process decides: a later ``False`` cannot undo the setting, and says so."""
+    trainer of a process decides: a later ``False`` cannot undo the setting, and says so."""
     if config["keep_freed_memory"] is not False:
         keep_freed_memory()
     elif _applied:
-        log.warning("keep_freed_memory: False has no effect in this process: an earlier Config already "
+        log.warning("keep_freed_memory: False has no effect in this process: an earlier trainer already "
                     "raised glibc's thresholds, which cannot be undone; start a fresh process to run with glibc's own")
+
+
+def trainer_init(original):
+    """``AbstractTrainer.__init__`` that first applies ``keep_freed_memory``: a trainer is built
+    after the data, so the setting serves training and evaluation, not the dataset's build."""
+    def __init__(self, config, model):
+        apply(config)
+        return original(self, config, model)
+
+    return __init__

@@ -17,6 +17,9 @@ Importing :mod:`recbole_dien` applies them; nothing in site-packages is edited.
   :mod:`recbole_dien.distributed` runs it with gloo (``AbstractTrainer.__init__``: a device-less
   DDP), and evaluation gathers every rank's scores before computing the metrics
   (``Collector.get_data_struct``; ``Trainer._map_reduce`` then keeps them as they are).
+* **Freed memory.** A trainer, once built, makes the process keep the memory it frees
+  (``AbstractTrainer.__init__``; :mod:`recbole_dien.allocator`, ``keep_freed_memory``), so that
+  training steps stop page-faulting their large intermediates in at every batch.
 * **Anomaly detection.** ``recbole/model/sequential_recommender/sine.py`` calls
   ``torch.autograd.set_detect_anomaly(True)`` at import, and the package imports it for any
   sequential model (RecBole's own DIN and DIEN included): every backward pass then runs with NaN
@@ -123,7 +126,7 @@ def apply():
     from recbole.trainer import Trainer
     from recbole.trainer.trainer import AbstractTrainer
 
-    from recbole_dien import distributed
+    from recbole_dien import allocator, distributed
     from recbole_dien.training import save_checkpoint
 
     import recbole.data.dataset.dataset as dataset_module
@@ -132,7 +135,7 @@ def apply():
     if not isinstance(dataset_module.pd, _PandasWithCParser):
         dataset_module.pd = _PandasWithCParser(dataset_module.pd)
     Dataset._normalize = _normalize_keeping_time_in_seconds(Dataset._normalize)
-    AbstractTrainer.__init__ = distributed.trainer_init(AbstractTrainer.__init__)
+    AbstractTrainer.__init__ = allocator.trainer_init(distributed.trainer_init(AbstractTrainer.__init__))
     Trainer._map_reduce = distributed.keep_metrics
     Trainer.evaluate = distributed.evaluate_with_rank0_buffers(Trainer.evaluate)
     Collector.get_data_struct = distributed.gather_data_struct(Collector.get_data_struct)

@@ -4,7 +4,7 @@ import os
 import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_dien import allocator, distributed, knobs
+from recbole_dien import distributed, knobs
 from recbole_dien.errors import ConfigError, RecBoleDienError
 from recbole_dien.resources import available_protocols, dataset_config_file, props_file
 from recbole_dien.utils import get_model, is_plugin_model
@@ -36,9 +36,7 @@ class Config(RecBoleConfig):
     training objective and all with the same split and evaluation.
 
     Every setting a run uses is checked once the config is complete (:mod:`recbole_dien.knobs`):
-    a wrong type, range or value stops here with one :class:`ConfigError` line. Unless
-    ``keep_freed_memory: False``, the process then keeps the memory it frees for later
-    allocations (:mod:`recbole_dien.allocator`).
+    a wrong type, range or value stops here with one :class:`ConfigError` line.
 
     Args:
         model: a model name (``DIN`` is this package's, ``recbole.DIN`` RecBole's) or a model class.
@@ -49,7 +47,6 @@ class Config(RecBoleConfig):
         self._cmd_args = cmd_args
         super().__init__(model, dataset, config_file_list, config_dict)
         knobs.validate(self, self.model if is_plugin_model(self.model_class) else None)
-        allocator.apply(self)
 
     @classmethod
     def from_final_config_dict(cls, final_config_dict, model_class, parameters=None):
@@ -67,7 +64,6 @@ class Config(RecBoleConfig):
         config.dataset = final_config_dict["dataset"]
         config.final_config_dict = dict(final_config_dict)
         knobs.validate(config, config.model if is_plugin_model(model_class) else None)
-        allocator.apply(config)
         return config
 
     def _init_device(self):

@@ -51,14 +51,24 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     assert all(faults < PAGES // 100 for faults in kept[1:])
 
 
-def test_config_applies_the_setting_unless_switched_off(tiny_config_dict, monkeypatch):
+def build_trainer(config, train_data):
+    from recbole.utils import get_trainer
+
+    return get_trainer(config["MODEL_TYPE"], config["model"])(config, config.model_class(config, train_data._dataset))
+
+
+def test_a_trainer_applies_the_setting_unless_switched_off(tiny_pipeline, monkeypatch):
     calls = []
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(True) or True)
-    Config("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=[])
+    config, train_data, _, _ = tiny_pipeline("DIN")
+    assert calls == []  # building the config and the data leaves glibc's thresholds alone
+    build_trainer(config, train_data)
     assert calls == [True]
-    Config("recbole.DIN", "tiny", config_dict=tiny_config_dict, cmd_args=[])
+    config, train_data, _, _ = tiny_pipeline("recbole.DIN")
+    build_trainer(config, train_data)
     assert calls == [True, True]
-    Config("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=["--keep_freed_memory=False"])
+    config, train_data, _, _ = tiny_pipeline("DIN", keep_freed_memory=False)
+    build_trainer(config, train_data)
     assert calls == [True, True]
 
 
@@ -68,9 +78,10 @@ def test_a_wrong_value_is_one_line(tiny_config_dict):
     assert "\n" not in str(error.value)
 
 
-def test_switching_off_after_it_was_applied_says_it_cannot(tiny_config_dict, monkeypatch):
+def test_switching_off_after_it_was_applied_says_it_cannot(tiny_pipeline, monkeypatch):
     warnings = []
     monkeypatch.setattr(allocator, "_applied", True)
     monkeypatch.setattr(allocator.log, "warning", lambda message, *args: warnings.append(message % args))
-    Config("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=["--keep_freed_memory=False"])
+    config, train_data, _, _ = tiny_pipeline("DIN", keep_freed_memory=False)
+    build_trainer(config, train_data)
     assert len(warnings) == 1 and "cannot be undone" in warnings[0]
