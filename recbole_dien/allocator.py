@@ -18,8 +18,8 @@ inherit or apply it too). The setting is process-wide, cannot be undone, and app
 preloaded (jemalloc, tcmalloc) ``mallopt`` is that allocator's, which may ignore it.
 
 Every RecBole trainer applies it when it is built (:func:`trainer_init`, installed by
-:mod:`recbole_dien.compat`), unless its config says ``keep_freed_memory: False``; the first
-trainer of a process decides. Not earlier: building a dataset allocates and frees large blocks
+:mod:`recbole_dien.compat`), unless its config says ``keep_freed_memory: False``; once applied,
+it stays for the life of the process. Not earlier: building a dataset allocates and frees large blocks
 once, and keeping them raised the peak memory of building a 20M-interaction log from 3.4 to
 4.55 GB (docs/performance.md).
 """
@@ -71,8 +71,8 @@ def keep_freed_memory():
 
 
 def apply(config):
-    """What ``keep_freed_memory`` asks of a config (a missing setting means True). The first
-    trainer of a process decides: a later ``False`` cannot undo the setting, and says so."""
+    """What ``keep_freed_memory`` asks of a config (a missing setting means True). Once the
+    setting is applied, a later ``False`` cannot undo it, and says so."""
     if config["keep_freed_memory"] is not False:
         keep_freed_memory()
     elif _applied:
