@@ -24,24 +24,10 @@ def measure(model, length, keep, warmup, batches):
 
     model_cost.SETTINGS["keep_freed_memory"] = keep
     config, trainer, train, valid = model_cost.pipeline(model, length)
-    net, optimizer = trainer.model, trainer.optimizer
-    net.train()
-    seconds, faults = [], []
-    for index, interaction in enumerate(train):
-        if index == warmup + batches:
-            break
-        before_faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
-        optimizer.zero_grad()
-        net.calculate_loss(interaction).backward()
-        optimizer.step()
-        seconds.append(time.perf_counter() - start)
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before_faults)
-    if len(seconds) <= warmup:
-        raise SystemExit(f"{model} at {length}: {len(seconds)} training batches, not more than --warmup {warmup}")
-    timed = slice(warmup, None)
-    return {"model": model, "length": length, "keep_freed_memory": keep, "batches": len(seconds[timed]),
-            "step_s": sum(seconds[timed]) / len(seconds[timed]),
-            "page_faults_per_step": sum(faults[timed]) / len(faults[timed]),
+    steps = model_cost.timed_training_steps(trainer, train, warmup, batches)
+    return {"model": model, "length": length, "keep_freed_memory": keep, "batches": len(steps),
+            "step_s": sum(step["seconds"] for step in steps) / len(steps),
+            "page_faults_per_step": sum(step["page_faults"] for step in steps) / len(steps),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

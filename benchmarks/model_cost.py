@@ -19,6 +19,7 @@ pauses a running benchmark suite while this runs).
 import argparse
 import json
 import platform
+import resource
 import time
 
 import torch
@@ -53,28 +54,39 @@ def seconds(function):
     return time.perf_counter() - start
 
 
-def training_step_cost(trainer, train, batches):
-    """Mean seconds of a training step over the first ``batches`` batches (one warm-up first),
-    and their real and padded behaviours."""
+def timed_training_steps(trainer, train, warmup, batches):
+    """Run ``warmup`` untimed, then ``batches`` timed training steps (forward, backward, Adam) on
+    the first batches of ``train``; for each timed step: its seconds, its minor page faults and
+    its batch. Loading a batch is outside the timing."""
     model, optimizer = trainer.model, trainer.optimizer
     model.train()
-    taken = []
-    for batch in train:
-        taken.append(batch[0] if isinstance(batch, tuple) else batch)
-        if len(taken) == batches + 1:
+    steps, seen = [], 0
+    for index, batch in enumerate(train):
+        if index == warmup + batches:
             break
-
-    def step(interaction):
+        seen += 1
+        interaction = batch[0] if isinstance(batch, tuple) else batch
+        faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
         optimizer.zero_grad()
         model.calculate_loss(interaction).backward()
         optimizer.step()
+        if index >= warmup:
+            steps.append({"seconds": time.perf_counter() - start, "interaction": interaction,
+                          "page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults})
+    if not steps:
+        raise SystemExit(f"{type(model).__name__}: {seen} training batches, not more than the {warmup} warm-up "
+                         "steps; ask for fewer warm-up steps")
+    return steps
 
-    step(taken[0])
-    timed = taken[1:]
-    elapsed = seconds(lambda: [step(interaction) for interaction in timed])
-    lengths = torch.cat([interaction[model.ITEM_SEQ_LEN] for interaction in timed])
-    padded = sum(interaction[model.ITEM_SEQ].numel() for interaction in timed)
-    return elapsed / len(timed), int(lengths.sum()), padded
+
+def training_step_cost(trainer, train, batches):
+    """Mean seconds of a training step over the first ``batches`` batches (one warm-up first),
+    and their real and padded behaviours."""
+    steps = timed_training_steps(trainer, train, warmup=1, batches=batches)
+    model = trainer.model
+    lengths = torch.cat([step["interaction"][model.ITEM_SEQ_LEN] for step in steps])
+    padded = sum(step["interaction"][model.ITEM_SEQ].numel() for step in steps)
+    return sum(step["seconds"] for step in steps) / len(steps), int(lengths.sum()), padded
 
 
 def measure_lengths(models, lengths, batches, log):
