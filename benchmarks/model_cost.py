@@ -1,16 +1,20 @@
 """What a batch and an evaluation pass cost, and how that grows with MAX_ITEM_LIST_LENGTH.
 
     python benchmarks/model_cost.py                          # DIN DIEN DSIN at lengths 50 100 200, full sort at 50
-    python benchmarks/model_cost.py --models DIEN --lengths 50 200 --full-sort-models
+    python benchmarks/model_cost.py --models DIEN --lengths 50 200 --rounds 5 --full-sort-models
     python benchmarks/model_cost.py --output docs/performance-data.json
 
-For each model and history length, on ml-100k under the default protocol: the mean seconds of a
-training step (forward, backward, Adam) over the same ``--batches`` training batches (after one
-warm-up), the real behaviours in those batches (the sum of the rows' history lengths) and the
-positions they would take padded, and the seconds of one validation pass (uni100). Then, under the
-full-sort protocol (943 users x 1,682 items), the seconds of one validation pass per model. The
-growth from the first length to the last is reported for the cost and for the real behaviours:
-the work should follow the behaviours, not the padding.
+For each model and history length, on ml-100k under the default protocol: the mean seconds (and
+minor page faults) of a training step (forward, backward, Adam) over the same ``--batches``
+training batches after ``--warmup`` untimed ones (malloc's heap grows over the first steps, more
+at longer histories: a step that faults its memory in is not the steady cost of an epoch), the
+real behaviours in those batches (the sum of the rows' history lengths) and the positions they
+would take padded, and the seconds of one validation pass (uni100); all of it ``--rounds`` times,
+the lengths alternating, and the medians reported (the same measurement varies by 10-25% on a
+shared 2-core machine, more than the growths compared). Then, under the full-sort protocol (943
+users x 1,682 items), the seconds of one validation pass per model. The growth from the first
+length to the last is reported for the cost and for the real behaviours: the work should follow
+the behaviours, not the padding.
 
 Weights are as initialised (cost does not depend on them); one process, one model at a time, on
 whatever cores torch uses. Run nothing else meanwhile (``python -m recbole_dien.benchmark.pause``
@@ -20,6 +24,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import time
 
 import torch
@@ -79,26 +84,42 @@ def timed_training_steps(trainer, train, warmup, batches):
     return steps
 
 
-def training_step_cost(trainer, train, batches):
-    """Mean seconds of a training step over the first ``batches`` batches (one warm-up first),
-    and their real and padded behaviours."""
-    steps = timed_training_steps(trainer, train, warmup=1, batches=batches)
+def training_step_cost(trainer, train, batches, warmup):
+    """Mean seconds and minor page faults of a training step over ``batches`` batches after
+    ``warmup`` untimed ones, and the timed batches' real and padded behaviours."""
+    steps = timed_training_steps(trainer, train, warmup=warmup, batches=batches)
     model = trainer.model
     lengths = torch.cat([step["interaction"][model.ITEM_SEQ_LEN] for step in steps])
     padded = sum(step["interaction"][model.ITEM_SEQ].numel() for step in steps)
-    return sum(step["seconds"] for step in steps) / len(steps), int(lengths.sum()), padded
+    return {"step_s": sum(step["seconds"] for step in steps) / len(steps),
+            "page_faults_per_step": sum(step["page_faults"] for step in steps) / len(steps),
+            "real_behaviours": int(lengths.sum()), "padded_positions": padded}
 
 
-def measure_lengths(models, lengths, batches, log):
+def measure_lengths(models, lengths, batches, warmup, rounds, log):
+    """Training step and validation pass of each model at each length, measured ``rounds`` times
+    (each round builds the pipelines afresh, every other one takes the lengths in reverse order so
+    that a drift of the machine reaches all of them); a row holds each round's seconds and, as
+    ``step_s`` and ``valid_pass_s``, their medians."""
+    samples = {}
+    for round_index in range(rounds):
+        for model in models:
+            for length in lengths if round_index % 2 == 0 else lengths[::-1]:
+                config, trainer, train, valid = pipeline(model, length)
+                sample = {"model": model, "length": length, **training_step_cost(trainer, train, batches, warmup)}
+                sample["valid_pass_s"] = seconds(lambda: trainer.evaluate(valid, load_best_model=False,
+                                                                          show_progress=False))
+                log(json.dumps({"round": round_index + 1, **sample}))
+                samples.setdefault((model, length), []).append(sample)
     rows = []
     for model in models:
         for length in lengths:
-            config, trainer, train, valid = pipeline(model, length)
-            step_s, real, padded = training_step_cost(trainer, train, batches)
-            valid_s = seconds(lambda: trainer.evaluate(valid, load_best_model=False, show_progress=False))
-            row = {"model": model, "length": length, "step_s": step_s, "real_behaviours": real,
-                   "padded_positions": padded, "valid_pass_s": valid_s}
-            log(json.dumps(row))
+            taken = samples[(model, length)]
+            row = dict(taken[0])
+            for measure in ("step_s", "valid_pass_s", "page_faults_per_step"):
+                row[measure] = statistics.median(sample[measure] for sample in taken)
+            row["step_s_rounds"] = [sample["step_s"] for sample in taken]
+            row["valid_pass_s_rounds"] = [sample["valid_pass_s"] for sample in taken]
             rows.append(row)
     return rows
 
@@ -117,14 +138,15 @@ def measure_full_sort(models, log):
 
 
 def markdown(length_rows, full_sort_rows):
-    lines = ["| model | MAX_ITEM_LIST_LENGTH | train step s | real behaviours (timed batches) "
-             "| padded positions (timed batches) | valid pass s (uni100) |", "|---|---|---|---|---|---|"]
+    lines = ["| model | MAX_ITEM_LIST_LENGTH | train step s | page faults per step | real behaviours (timed batches) "
+             "| padded positions (timed batches) | valid pass s (uni100) |", "|---|---|---|---|---|---|---|"]
     batches = {}
     for r in length_rows:
         batches.setdefault(r["model"], []).append(r)
     for model, rows in batches.items():
         for r in rows:
-            lines.append(f"| {model} | {r['length']} | {r['step_s']:.3f} | {r['real_behaviours']:,} "
+            lines.append(f"| {model} | {r['length']} | {r['step_s']:.3f} | {r['page_faults_per_step']:,.0f} "
+                         f"| {r['real_behaviours']:,} "
                          f"| {r['padded_positions']:,} | {r['valid_pass_s']:.1f} |")
     lines += ["", "| model | step cost growth | real behaviours growth | padded growth | valid pass growth |",
               "|---|---|---|---|---|"]
@@ -144,13 +166,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["DIN", "DIEN", "DSIN"])
     parser.add_argument("--lengths", nargs="*", type=int, default=[50, 100, 200], help="none: skip")
-    parser.add_argument("--batches", type=int, default=8, help="training batches timed per model and length")
+    parser.add_argument("--batches", type=int, default=16, help="training batches timed per model and length")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measurements per model and length (fresh pipelines; the medians are reported)")
+    parser.add_argument("--warmup", type=int, default=8,
+                        help="untimed training steps first (the allocator's heap grows over the first few)")
     parser.add_argument("--full-sort-models", nargs="*", default=["DIN", "DIEN"],
                         help="models whose full-sort validation pass is timed (none: skip)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for every run (YAML value), e.g. --set full_sort_chunk_elements=16777216")
     parser.add_argument("--output", help="also write the measurements here (JSON)")
     args = parser.parse_args(argv)
+    if args.warmup < 0 or args.batches < 1 or args.rounds < 1:
+        parser.error("--warmup must be >= 0, --batches and --rounds >= 1")
     import yaml
 
     for item in args.set:
@@ -159,13 +187,13 @@ def main(argv=None):
 
     import recbole_dien  # noqa: F401 - the RecBole shims
 
-    length_rows = measure_lengths(args.models, args.lengths, args.batches, print) if args.lengths else []
+    length_rows = measure_lengths(args.models, args.lengths, args.batches, args.warmup, args.rounds, print) if args.lengths else []
     full_sort_rows = measure_full_sort(args.full_sort_models, print)
     print(markdown(length_rows, full_sort_rows))
     if args.output:
         record = {"date": time.strftime("%Y-%m-%d"), "settings": SETTINGS, "machine": f"{platform.processor() or platform.machine()}, "
                   f"{torch.get_num_threads()} torch threads", "torch": torch.__version__,
-                  "lengths": length_rows, "full_sort": full_sort_rows}
+                  "warmup": args.warmup, "batches": args.batches, "rounds": args.rounds, "lengths": length_rows, "full_sort": full_sort_rows}
         with open(args.output, "w") as f:
             json.dump(record, f, indent=1)
 
