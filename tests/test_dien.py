@@ -258,6 +258,41 @@ def test_packed_batch_matches_a_row_by_row_reference(dien_setup, settings):
         torch.testing.assert_close(model(batch), reference_scores(model, batch), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("gru_type", ["AUGRU", "AGRU"])
+def test_unequal_candidate_counts_match_the_reference(dien_setup, gru_type):
+    model, _, batch = dien_setup(gru_type=gru_type)
+    model.eval()
+    uneven = batch[:len(batch) // 2 + 3]  # three histories with two candidates, the rest with one
+    counts = torch.bincount(model.extract_interests(uneven)["inverse"])
+    assert counts.min() == 1 and counts.max() == 2
+    with torch.no_grad():
+        torch.testing.assert_close(model(uneven), reference_scores(model, uneven), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("settings", [{}, {"attention_softmax": False, "augru_variant": "authors"},
+                                      {"gru_type": "AGRU", "history_sum_features": True}])
+def test_candidates_evolved_together_equal_the_per_pair_evolution(dien_setup, settings):
+    # the full batch (every history twice) takes the grouped path; one more row makes the counts
+    # unequal and sends the same rows through the per-pair path: same logits, same gradients
+    model, _, batch = dien_setup(**settings)
+    model.eval()
+    uneven = batch[list(range(len(batch))) + [0]]
+    uneven[model.ITEM_ID][-1] = batch[model.ITEM_ID][0] % (model.n_items - 1) + 1   # another candidate
+    assert torch.bincount(model.extract_interests(uneven)["inverse"]).tolist().count(3) == 1
+    results = []
+    for rows in (batch, uneven):
+        model.zero_grad()
+        logits = model(rows)[:len(batch)]
+        (logits * torch.linspace(-1, 1, len(batch))).sum().backward()
+        results.append((logits.detach(), {name: p.grad.clone() for name, p in model.named_parameters()
+                                          if p.grad is not None}))
+    (grouped, grouped_grads), (per_pair, per_pair_grads) = results
+    torch.testing.assert_close(grouped, per_pair, rtol=1e-5, atol=1e-6)
+    assert grouped_grads.keys() == per_pair_grads.keys() and len(grouped_grads) > 10
+    for name, grad in grouped_grads.items():
+        torch.testing.assert_close(grad, per_pair_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_longer_padding_changes_nothing(dien_setup):
     model, _, batch = dien_setup()
     model.eval()

@@ -106,8 +106,9 @@ class DIEN(AttentionCTRRecommender):
         behaviour among the packed ones, -1 on padding); per real behaviour (packed, N in all):
         ``history`` [N], ``steps`` [N] (its history and step), ``behaviours`` [N, D], ``states``
         [N, H], and the candidate-independent products ``attention_keys`` [N, A] and
-        ``evolution_inputs`` [N, 3H] (AGRU/AUGRU); and ``inverse`` [B], the distinct history of
-        each batch row.
+        ``evolution_inputs`` [N, 3H] (AGRU/AUGRU); the packing: ``order`` [U] (the distinct
+        histories, longest first) and ``batch_sizes`` (how many of them are still active at each
+        step); and ``inverse`` [B], the distinct history of each batch row.
         """
         item_seq, lengths, users = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.USER_ID]
         mask = sequence_mask(lengths, item_seq.shape[1])
@@ -117,7 +118,7 @@ class DIEN(AttentionCTRRecommender):
         rows = rows.scatter_reduce(0, inverse, torch.arange(len(key), device=key.device), "amin")
 
         lengths = lengths[rows]
-        order = torch.argsort(lengths, descending=True, stable=True)
+        order = torch.argsort(lengths, descending=True, stable=True)               # distinct histories, longest first
         steps, sorted_rows, batch_sizes = time_major_positions(lengths[order])
         history = order[sorted_rows]                                                # [N]
         position = torch.full(item_seq[rows].shape, -1, dtype=torch.long, device=key.device)
@@ -126,7 +127,8 @@ class DIEN(AttentionCTRRecommender):
         states = packed_gru_states(self.interest_extractor, behaviours, batch_sizes)  # [N, H]
         evolution = self.interest_evolution
         return {"rows": rows, "inverse": inverse, "lengths": lengths, "position": position,
-                "history": history, "steps": steps, "behaviours": behaviours, "states": states,
+                "order": order, "batch_sizes": batch_sizes, "history": history, "steps": steps,
+                "behaviours": behaviours, "states": states,
                 "profile": self.user_embedding(users[rows]),
                 "attention_keys": self.attention.project_keys(states),
                 "evolution_inputs": evolution.project_inputs(states) if evolution.projects_inputs else None}
@@ -181,11 +183,16 @@ class DIEN(AttentionCTRRecommender):
         """Logits of (history, candidate) pairs: the attention, the evolution and the MLP.
 
         ``target`` [R, D] and ``index`` [R] (the distinct history of each pair; default: one pair
-        per distinct history) -> [R].
+        per distinct history) -> [R]. When every distinct history has the same number of
+        candidates (RecBole's point-wise batches: a positive and its sampled negatives), AGRU and
+        AUGRU evolve a history's candidates together (:meth:`score_candidate_groups`).
         """
         index = torch.arange(len(interests["rows"]), device=target.device) if index is None else index
-        packed = self.pair_attention(interests, target, index)
         evolution = self.interest_evolution
+        candidates = torch.bincount(index, minlength=len(interests["rows"]))        # [U]
+        if evolution.projects_inputs and len(index) and bool((candidates == candidates[0]).all()):
+            return self.score_candidate_groups(interests, target, index)
+        packed = self.pair_attention(interests, target, index)
         if evolution.projects_inputs:  # AGRU / AUGRU: the packed recurrence, pairs sorted by length
             evolved = evolution.evolve_packed(interests["evolution_inputs"].index_select(0, packed["positions"]),
                                               packed["attention"], packed["batch_sizes"], len(index))
@@ -193,6 +200,31 @@ class DIEN(AttentionCTRRecommender):
         else:  # GRU / AIGRU (ablations): torch's GRU on the pairs' padded states
             evolved = evolution(self.padded(packed, interests["states"].index_select(0, packed["positions"]), len(index)),
                                 self.padded(packed, packed["attention"], len(index)), interests["lengths"][index])
+        return self.logits(interests, evolved, target, index)
+
+    def score_candidate_groups(self, interests, target, index):
+        """:meth:`score` (AGRU / AUGRU) when each distinct history has the same number C of
+        candidates. The attention is scored [N, C] on the packed behaviours and the evolution
+        steps states [histories, C, H], the layout of :meth:`full_sort_predict`: a history's
+        states, keys and input projections are broadcast over its candidates instead of copied for
+        each (history, candidate) pair."""
+        history, n_histories = interests["history"], len(interests["rows"])        # [N]
+        slots = torch.argsort(index, stable=True).view(n_histories, -1)             # [U, C]: each history's rows
+        query = self.query_projection(target)                                       # [R, H]
+        query_projection = self.attention.project_query(query)                      # [R, A]
+        scores = self.attention.score_projected(
+            query[slots].index_select(0, history), interests["states"].unsqueeze(1),             # [N, C, H], [N, 1, H]
+            query_projection[slots].index_select(0, history), interests["attention_keys"].unsqueeze(1))  # -> [N, C]
+        attention = packed_softmax(scores, history, n_histories) if self.attention_softmax else torch.sigmoid(scores)
+        evolved = self.interest_evolution.evolve_packed(interests["evolution_inputs"], attention,
+                                                        interests["batch_sizes"], n_histories)  # [U, C, H], longest first
+        rows = slots.index_select(0, interests["order"]).flatten()                  # the row of each evolved state
+        evolved = evolved.flatten(0, 1).index_select(0, torch.argsort(rows))        # [R, H]
+        return self.logits(interests, evolved, target, index)
+
+    def logits(self, interests, evolved, target, index):
+        """The prediction MLP on [h'_T, e_a, p_U] (and the history sums): evolved [R, H], target [R, D],
+        index [R] (the distinct history of each) -> [R]."""
         features = [evolved, target, interests["profile"].index_select(0, index)]
         if self.history_sum_features:
             behaviours = interests["behaviours"]                                      # [N, D]
@@ -267,42 +299,37 @@ class DIEN(AttentionCTRRecommender):
         broadcast over the candidates, users sorted by history length so the active ones shrink).
         No intermediate holds more than ``full_sort_chunk_elements`` numbers."""
         interests = self.extract_interests(interaction)
-        n_users = len(interests["rows"])
-        order = torch.argsort(interests["lengths"], descending=True, stable=True)
-        steps, sorted_users, batch_sizes = time_major_positions(interests["lengths"][order])
-        positions = interests["position"][order[sorted_users], steps]               # [N], time-major
-        states = interests["states"].index_select(0, positions)                     # [N, H]
-        keys = interests["attention_keys"].index_select(0, positions)               # [N, A]
-        inputs = interests["evolution_inputs"]
-        inputs = inputs.index_select(0, positions) if inputs is not None else None  # [N, 3H]
+        n_users, lengths = len(interests["rows"]), interests["lengths"]
+        # the packed behaviours are already time-major over the users sorted by history length
+        history, states, keys = interests["history"], interests["states"], interests["attention_keys"]  # [N], [N, H], [N, A]
+        inputs = interests["evolution_inputs"]                                       # [N, 3H] (AGRU / AUGRU)
         all_items = self.item_embedding(torch.arange(self.n_items, device=states.device))
         widest = max(3 * states.shape[-1], self.attention.input_layer.out_features)  # per (state, candidate)
-        chunk = self.full_sort_chunk(max(len(positions), n_users) * widest)
-        unsort = torch.argsort(order)
+        chunk = self.full_sort_chunk(max(len(states), n_users) * widest)
+        unsort = torch.argsort(interests["order"])
         logits = []
         for candidates in all_items.split(chunk):                                    # [C, D]
             query = self.query_projection(candidates)                                # [C, H]
             scores = self.attention.score_every_pair(query, states, self.attention.project_query(query), keys)
-            attention = packed_softmax(scores, sorted_users, n_users) if self.attention_softmax else torch.sigmoid(scores)
+            attention = packed_softmax(scores, history, n_users) if self.attention_softmax else torch.sigmoid(scores)
             if inputs is not None:                                                   # AGRU / AUGRU
-                evolved = self.interest_evolution.evolve_packed(inputs, attention, batch_sizes, n_users)
+                evolved = self.interest_evolution.evolve_packed(inputs, attention, interests["batch_sizes"], n_users)
                 evolved = evolved.index_select(0, unsort)                            # [U, C, H]
             else:  # GRU / AIGRU (ablations): per (user, candidate) pair on torch's GRU
-                pairs = {"pairs": (sorted_users.unsqueeze(1) * len(candidates)
+                pairs = {"pairs": (history.unsqueeze(1) * len(candidates)
                                    + torch.arange(len(candidates), device=states.device)).flatten(),
-                         "steps": steps.repeat_interleave(len(candidates))}
+                         "steps": interests["steps"].repeat_interleave(len(candidates))}
                 dense_states = self.padded(pairs, states.repeat_interleave(len(candidates), 0), n_users * len(candidates))
                 dense_attention = self.padded(pairs, attention.flatten(), n_users * len(candidates))
-                pair_lengths = interests["lengths"][order].repeat_interleave(len(candidates))
-                evolved = self.interest_evolution(dense_states, dense_attention, pair_lengths)
-                evolved = evolved.view(n_users, len(candidates), -1).index_select(0, unsort)
+                evolved = self.interest_evolution(dense_states, dense_attention, lengths.repeat_interleave(len(candidates)))
+                evolved = evolved.view(n_users, len(candidates), -1)                 # [U, C, H]
             shape = evolved.shape[:-1]                                               # [U, C]
             features = [evolved, candidates.unsqueeze(0).expand(*shape, -1),
                         interests["profile"].unsqueeze(1).expand(*shape, -1)]
             if self.history_sum_features:
                 behaviours = interests["behaviours"]
                 history_sum = behaviours.new_zeros(n_users, behaviours.shape[-1]).index_add(
-                    0, interests["history"], behaviours).unsqueeze(1)                # [U, 1, D]
+                    0, history, behaviours).unsqueeze(1)                             # [U, 1, D]
                 features += [history_sum.expand(*shape, -1), candidates.unsqueeze(0) * history_sum]
             logits.append(self.prediction(self.mlp(torch.cat(features, dim=-1))).squeeze(-1))
         return torch.sigmoid(torch.cat(logits, dim=1)).index_select(0, interests["inverse"])
