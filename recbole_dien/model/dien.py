@@ -48,6 +48,9 @@ class DIEN(AttentionCTRRecommender):
     """Deep Interest Evolution Network (Zhou et al., AAAI 2019). Knobs: ``props/DIEN.yaml``."""
 
     props_name = "DIEN"
+    # evolve a history's candidates together where the batch allows (see score); False always takes
+    # the per-pair path, for benchmarks/candidate_groups.py to compare the two
+    group_candidates = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -190,7 +193,8 @@ class DIEN(AttentionCTRRecommender):
         index = torch.arange(len(interests["rows"]), device=target.device) if index is None else index
         evolution = self.interest_evolution
         candidates = torch.bincount(index, minlength=len(interests["rows"]))        # [U]
-        if evolution.projects_inputs and len(index) and bool((candidates == candidates[0]).all()):
+        if (self.group_candidates and evolution.projects_inputs and len(index)
+                and bool((candidates == candidates[0]).all())):
             return self.score_candidate_groups(interests, target, index)
         packed = self.pair_attention(interests, target, index)
         if evolution.projects_inputs:  # AGRU / AUGRU: the packed recurrence, pairs sorted by length
