@@ -258,39 +258,6 @@ def test_packed_batch_matches_a_row_by_row_reference(dien_setup, settings):
         torch.testing.assert_close(model(batch), reference_scores(model, batch), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("gru_type", ["AUGRU", "AGRU"])
-def test_unequal_candidate_counts_match_the_reference(dien_setup, gru_type):
-    model, _, batch = dien_setup(gru_type=gru_type)
-    model.eval()
-    uneven = batch[:len(batch) // 2 + 3]  # three histories with two candidates, the rest with one
-    counts = torch.bincount(model.extract_interests(uneven)["inverse"])
-    assert counts.min() == 1 and counts.max() == 2
-    with torch.no_grad():
-        torch.testing.assert_close(model(uneven), reference_scores(model, uneven), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("settings", [{}, {"attention_softmax": False, "augru_variant": "authors"},
-                                      {"gru_type": "AGRU", "history_sum_features": True}])
-def test_candidates_evolved_together_equal_the_per_pair_evolution(dien_setup, settings):
-    # every history of the batch has two candidates (its positive and sampled-negative rows)
-    model, _, batch = dien_setup(**settings)
-    model.eval()
-    assert set(torch.bincount(model.extract_interests(batch)["inverse"]).tolist()) == {2}
-    results = []
-    for grouped in (True, False):
-        model.group_candidates = grouped
-        model.zero_grad()
-        logits = model(batch)
-        (logits * torch.linspace(-1, 1, len(batch))).sum().backward()
-        results.append((logits.detach(), {name: p.grad.clone() for name, p in model.named_parameters()
-                                          if p.grad is not None}))
-    (grouped, grouped_grads), (per_pair, per_pair_grads) = results
-    torch.testing.assert_close(grouped, per_pair, rtol=1e-5, atol=1e-6)
-    assert grouped_grads.keys() == per_pair_grads.keys() and len(grouped_grads) > 10
-    for name, grad in grouped_grads.items():
-        torch.testing.assert_close(grad, per_pair_grads[name], rtol=1e-4, atol=1e-6, msg=name)
-
-
 def test_longer_padding_changes_nothing(dien_setup):
     model, _, batch = dien_setup()
     model.eval()

@@ -48,9 +48,6 @@ class DIEN(AttentionCTRRecommender):
     """Deep Interest Evolution Network (Zhou et al., AAAI 2019). Knobs: ``props/DIEN.yaml``."""
 
     props_name = "DIEN"
-    # evolve a history's candidates together where the batch allows (see score); False always takes
-    # the per-pair path, for benchmarks/candidate_groups.py to compare the two
-    group_candidates = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -186,17 +183,11 @@ class DIEN(AttentionCTRRecommender):
         """Logits of (history, candidate) pairs: the attention, the evolution and the MLP.
 
         ``target`` [R, D] and ``index`` [R] (the distinct history of each pair; default: one pair
-        per distinct history) -> [R]. When every distinct history has the same number of
-        candidates (RecBole's point-wise batches: a positive and its sampled negatives), AGRU and
-        AUGRU evolve a history's candidates together (:meth:`score_candidate_groups`).
+        per distinct history) -> [R].
         """
         index = torch.arange(len(interests["rows"]), device=target.device) if index is None else index
-        evolution = self.interest_evolution
-        candidates = torch.bincount(index, minlength=len(interests["rows"]))        # [U]
-        if (self.group_candidates and evolution.projects_inputs and len(index)
-                and bool((candidates == candidates[0]).all())):
-            return self.score_candidate_groups(interests, target, index)
         packed = self.pair_attention(interests, target, index)
+        evolution = self.interest_evolution
         if evolution.projects_inputs:  # AGRU / AUGRU: the packed recurrence, pairs sorted by length
             evolved = evolution.evolve_packed(interests["evolution_inputs"].index_select(0, packed["positions"]),
                                               packed["attention"], packed["batch_sizes"], len(index))
@@ -204,31 +195,6 @@ class DIEN(AttentionCTRRecommender):
         else:  # GRU / AIGRU (ablations): torch's GRU on the pairs' padded states
             evolved = evolution(self.padded(packed, interests["states"].index_select(0, packed["positions"]), len(index)),
                                 self.padded(packed, packed["attention"], len(index)), interests["lengths"][index])
-        return self.logits(interests, evolved, target, index)
-
-    def score_candidate_groups(self, interests, target, index):
-        """:meth:`score` (AGRU / AUGRU) when each distinct history has the same number C of
-        candidates. The attention is scored [N, C] on the packed behaviours and the evolution
-        steps states [histories, C, H], the layout of :meth:`full_sort_predict`: a history's
-        states, keys and input projections are broadcast over its candidates instead of copied for
-        each (history, candidate) pair."""
-        history, n_histories = interests["history"], len(interests["rows"])        # [N]
-        slots = torch.argsort(index, stable=True).view(n_histories, -1)             # [U, C]: each history's rows
-        query = self.query_projection(target)                                       # [R, H]
-        query_projection = self.attention.project_query(query)                      # [R, A]
-        scores = self.attention.score_projected(
-            query[slots].index_select(0, history), interests["states"].unsqueeze(1),             # [N, C, H], [N, 1, H]
-            query_projection[slots].index_select(0, history), interests["attention_keys"].unsqueeze(1))  # -> [N, C]
-        attention = packed_softmax(scores, history, n_histories) if self.attention_softmax else torch.sigmoid(scores)
-        evolved = self.interest_evolution.evolve_packed(interests["evolution_inputs"], attention,
-                                                        interests["batch_sizes"], n_histories)  # [U, C, H], longest first
-        rows = slots.index_select(0, interests["order"]).flatten()                  # the row of each evolved state
-        evolved = evolved.flatten(0, 1).index_select(0, torch.argsort(rows))        # [R, H]
-        return self.logits(interests, evolved, target, index)
-
-    def logits(self, interests, evolved, target, index):
-        """The prediction MLP on [h'_T, e_a, p_U] (and the history sums): evolved [R, H], target [R, D],
-        index [R] (the distinct history of each) -> [R]."""
         features = [evolved, target, interests["profile"].index_select(0, index)]
         if self.history_sum_features:
             behaviours = interests["behaviours"]                                      # [N, D]
