@@ -271,7 +271,8 @@ class DIEN(AttentionCTRRecommender):
         interests = self.extract_interests(interaction)
         n_users, lengths = len(interests["rows"]), interests["lengths"]
         # the packed behaviours are already time-major over the users sorted by history length
-        history, states, keys = interests["history"], interests["states"], interests["attention_keys"]  # [N], [N, H], [N, A]
+        history, states = interests["history"], interests["states"]                 # [N], [N, H]
+        keys = interests["attention_keys"]                                           # [N, A]
         inputs = interests["evolution_inputs"]                                       # [N, 3H] (AGRU / AUGRU)
         all_items = self.item_embedding(torch.arange(self.n_items, device=states.device))
         widest = max(3 * states.shape[-1], self.attention.input_layer.out_features)  # per (state, candidate)
@@ -291,7 +292,8 @@ class DIEN(AttentionCTRRecommender):
                          "steps": interests["steps"].repeat_interleave(len(candidates))}
                 dense_states = self.padded(pairs, states.repeat_interleave(len(candidates), 0), n_users * len(candidates))
                 dense_attention = self.padded(pairs, attention.flatten(), n_users * len(candidates))
-                evolved = self.interest_evolution(dense_states, dense_attention, lengths.repeat_interleave(len(candidates)))
+                pair_lengths = lengths.repeat_interleave(len(candidates))
+                evolved = self.interest_evolution(dense_states, dense_attention, pair_lengths)
                 evolved = evolved.view(n_users, len(candidates), -1)                 # [U, C, H]
             shape = evolved.shape[:-1]                                               # [U, C]
             features = [evolved, candidates.unsqueeze(0).expand(*shape, -1),
