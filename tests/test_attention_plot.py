@@ -1,5 +1,6 @@
 """The attention heatmap command and the models' attention_weights."""
 import glob
+import sys
 
 import pytest
 import torch
@@ -42,6 +43,14 @@ def test_unknown_user_is_one_line_error(tiny_config_dict, capsys):
     path = trained_checkpoint(tiny_config_dict, "DIN")
     assert attention_plot.main([path, "--user", "no-such-user"]) == 2
     assert capsys.readouterr().err.strip() == ("python -m recbole_dien.attention_plot: error: user 'no-such-user' is not in the dataset")
+
+
+def test_missing_matplotlib_is_one_line_before_loading(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    never_read = tmp_path / "DIN-never-written.pth"  # the check comes before the checkpoint is opened
+    assert attention_plot.main([str(never_read), "--user", "3"]) == 2
+    assert capsys.readouterr().err.strip() == ("python -m recbole_dien.attention_plot: error: drawing needs "
+                                               "matplotlib: pip install 'recbole-dien[benchmark]'")
 
 
 @pytest.mark.parametrize("model_name", ["DIN", "DIEN"])

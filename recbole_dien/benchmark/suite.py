@@ -14,9 +14,8 @@ PROTOCOLS = ["default", "fullsort", "labeled"]
 DEFAULT_SEEDS = [2020, 2021, 2022]
 
 # RecBole's DIN and DIEN have no full_sort_predict, so RecBole's trainer scores every (user, item)
-# pair through predict: on ml-100k 16x the rows of a uni100 pass, so (from their measured uni100
-# passes, 34 s and 83 s) about 9 and 22 minutes per evaluation pass on 2 cores. Left out of
-# full-sort runs unless named.
+# pair through predict: on ml-100k 16x the rows of a uni100 pass; measured on 2 cores (2026-12-01),
+# 224 s and 692 s per evaluation pass (docs/benchmark.md). Left out of full-sort runs unless named.
 SLOW_IN_FULL_SORT = {"recbole.DIN", "recbole.DIEN"}
 # --quick: the plugin's models, RecBole's DIN and GRU4Rec (about 8.5 minutes). RecBole's DIEN
 # alone takes about 10 minutes per epoch on 2 cores, and RecBole's next-item models re-encode the
