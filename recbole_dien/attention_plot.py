@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_dien.errors import RecBoleDienError, report
+from recbole_dien.errors import RecBoleDienError, report, require_extra
 from recbole_dien.recommend import seen_items
 
 
@@ -102,10 +102,7 @@ def plot_attention(checkpoint, user, items=None, output="attention.png", count=4
     items) for ``user``, draw the heatmap to ``output``; returns (weights, probabilities)."""
     from recbole_dien.quick_start import load_data_and_model
 
-    try:  # checked before the model loads, so that a missing extra costs nothing
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise RecBoleDienError("drawing needs matplotlib: pip install 'recbole-dien[benchmark]'") from None
+    require_extra("matplotlib", "drawing", "benchmark")  # before the model loads: a missing extra costs nothing
     config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
     if not hasattr(model, "attention_weights"):
         raise RecBoleDienError(f"{type(model).__name__} has no attention weights to draw (DIN, DIEN and DSIN do)")

@@ -157,6 +157,14 @@ def test_command_line_rejects_malformed_and_runner_owned_settings(capsys):
         benchmark.measure("DIN", "tiny", overrides={"epochs": 3})
 
 
+def test_command_line_without_matplotlib_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert cli.main(["--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == ("the benchmark's plotting needs matplotlib: "
+                                               "pip install 'recbole-dien[benchmark]'")
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
 def history_run(model, seed, curve, settings="epochs=30"):
     """A recorded run whose validation scores after each epoch are ``curve`` (10 s of training per epoch)."""
     history = [{"epoch": i + 1, "train_s": 10.0 * (i + 1), "valid_s": 1.0 * (i + 1), "valid": v}

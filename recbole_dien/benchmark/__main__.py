@@ -7,6 +7,7 @@ from pathlib import Path
 from recbole_dien.benchmark import __doc__ as DESCRIPTION
 from recbole_dien.benchmark.measure import RESERVED_SETTINGS, measure
 from recbole_dien.benchmark.suite import DEFAULT_MODELS, DEFAULT_SEEDS, PROTOCOLS, QUICK_MODELS, run_suite
+from recbole_dien.errors import RecBoleDienError, require_extra
 
 CONVERGED_EPOCHS, CONVERGED_STOPPING_STEP = 30, 3
 
@@ -43,9 +44,9 @@ def main(argv=None):
         print(json.dumps(measurements), flush=True)
         return 0
     try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("the benchmark draws its plots with matplotlib: pip install 'recbole-dien[benchmark]'", file=sys.stderr)
+        require_extra("matplotlib", "the benchmark's plotting", "benchmark")
+    except RecBoleDienError as error:
+        print(error, file=sys.stderr)
         return 2
     import yaml
 
