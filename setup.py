@@ -1,5 +1,5 @@
 """recbole-dien: DIN, DIEN and DSIN for RecBole, faithful to the papers and fast on a CPU."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 # The pins are a working set for RecBole 1.2.1 on Python 3.11 today:
 #  - torch < 2.14 resolves to the 2.13 CPU wheel instead of a multi-GB CUDA build;
@@ -25,12 +25,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     # props/ and dataset_configs/ live at the top of the checkout; installed, they become
-    # recbole_dien/props and recbole_dien/dataset_configs (see recbole_dien.resources).
-    packages=[
-        "recbole_dien",
-        "recbole_dien.model",
-        "recbole_dien.data",
-        "recbole_dien.benchmark",
+    # recbole_dien/props and recbole_dien/dataset_configs (see recbole_dien.utils.resources).
+    packages=find_packages(include=["recbole_dien", "recbole_dien.*"]) + [
         "recbole_dien.props",
         "recbole_dien.dataset_configs",
         "recbole_dien.hyper",
@@ -47,7 +43,7 @@ setup(
     },
     install_requires=INSTALL_REQUIRES,
     # matplotlib draws the benchmark's and the attention command's plots; hyperopt runs RecBole's
-    # HyperTuning (run_hyper.py); the tests exercise both
+    # HyperTuning (recbole-dien tune, run_hyper.py); the tests exercise both
     extras_require={"benchmark": ["matplotlib>=3.7"], "tune": ["hyperopt>=0.2.7"],
                     "test": ["pytest>=7", "matplotlib>=3.7", "hyperopt>=0.2.7"]},
     entry_points={"console_scripts": ["recbole-dien=recbole_dien.cli:main"]},

@@ -1,4 +1,4 @@
-"""What ``keep_freed_memory`` (recbole_dien.allocator) does to a training step's time, its page
+"""What ``keep_freed_memory`` (recbole_dien.trainer.allocator) does to a training step's time, its page
 faults and the process's peak memory.
 
     python benchmarks/freed_memory.py                                   # DIN DIEN DSIN at 50 and 200
@@ -9,14 +9,15 @@ per setting (``keep_freed_memory`` True, the default, and False, glibc's own thr
 alternate so that drift of the machine affects both): ``--warmup`` training steps, then the mean
 seconds and minor page faults of the next ``--batches`` steps (forward, backward, Adam), and the
 process's peak resident memory. One process at a time; run nothing else meanwhile
-(``python -m recbole_dien.benchmark.pause`` pauses a running benchmark suite).
+(``recbole-dien benchmark --pause`` pauses a running benchmark suite).
 """
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
+
+from recbole_dien.benchmark.harness import child_command, print_result, run_child
 
 
 def measure(model, length, keep, warmup, batches):
@@ -63,7 +64,7 @@ def main(argv=None):
     if args.child:
         import recbole_dien  # noqa: F401 - the RecBole shims
 
-        print(json.dumps(measure(**json.loads(args.child))))
+        print_result(measure(**json.loads(args.child)))
         return
     rows = []
     for model in args.models:
@@ -71,17 +72,11 @@ def main(argv=None):
             for keep in (False, True):
                 spec = {"model": model, "length": length, "keep": keep, "warmup": args.warmup,
                         "batches": args.batches}
-                try:
-                    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                                          capture_output=True, text=True, timeout=args.timeout)
-                except subprocess.TimeoutExpired:
-                    sys.exit(f"{model} at {length}: no result within {args.timeout:.0f} s")
-                results = [line for line in done.stdout.splitlines() if line.startswith("{")]
-                if done.returncode != 0 or not results:
-                    sys.exit(f"{model} at {length}: the measurement failed: "
-                             f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
-                rows.append(json.loads(results[-1]))
-                print(results[-1], flush=True)
+                done = run_child(child_command(__file__, spec), timeout=args.timeout)
+                if not done.ok:
+                    sys.exit(f"{model} at {length}: the measurement {done.status}: {done.error}")
+                rows.append(done.result)
+                print(json.dumps(done.result), flush=True)
     print(markdown(rows))
     if args.output:
         with open(args.output, "w") as f:

@@ -2,7 +2,7 @@
 
     python benchmarks/model_cost.py                          # DIN DIEN DSIN at lengths 50 100 200, full sort at 50
     python benchmarks/model_cost.py --models DIEN --lengths 50 200 --rounds 5 --full-sort-models
-    python benchmarks/model_cost.py --output docs/performance-data.json
+    python benchmarks/model_cost.py --output benchmarks/results/performance.json
 
 For each model and history length, on ml-100k under the default protocol: the mean seconds (and
 minor page faults) of a training step (forward, backward, Adam) over the same ``--batches``
@@ -17,7 +17,7 @@ length to the last is reported for the cost and for the real behaviours: the wor
 the behaviours, not the padding.
 
 Weights are as initialised (cost does not depend on them); one process, one model at a time, on
-whatever cores torch uses. Run nothing else meanwhile (``python -m recbole_dien.benchmark.pause``
+whatever cores torch uses. Run nothing else meanwhile (``recbole-dien benchmark --pause``
 pauses a running benchmark suite while this runs).
 """
 import argparse

@@ -5,7 +5,7 @@ lean path and on RecBole's own SequentialDataset.
     python benchmarks/scale.py --sizes 1000000 --models DIEN --recbole-models DIEN
     python benchmarks/scale.py --lengths 50 100 200 --length-size 1000000   # the history-length sweep only
 
-Logs come from ``python -m recbole_dien.synthetic`` (written once into ``--data``). For each size,
+Logs come from ``recbole-dien synthetic`` (written once into ``--data``). For each size,
 path and model, a fresh process builds the dataset and the three loaders through
 ``recbole_dien.create_dataset`` + RecBole's ``data_preparation`` (timed: ``build_s``; peak resident
 memory over the build: ``build_peak_gb``), trains ``--train-batches`` batches after one warm-up
@@ -19,19 +19,20 @@ RecBole's path runs while it fits: the parent watches the child's resident memor
 above ``--memory-limit-gb``, recording where it was; a path that failed at one size is not tried
 at larger ones. Results go to ``--out`` (scale.csv, appended and resumable: rows already there are
 skipped; scale.md; scale.png). One torch process at a time; nothing else should run meanwhile
-(``python -m recbole_dien.benchmark.pause`` pauses a benchmark suite for as long as this runs).
+(``recbole-dien benchmark --pause`` pauses a benchmark suite for as long as this runs).
 """
 import argparse
 import csv
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from recbole_dien.benchmark.harness import child_command, print_phase, print_result, run_child
 
 FIELDS = ["dataset", "interactions", "path", "model", "length", "status", "build_s", "build_peak_gb", "peak_gb",
           "rows", "train_rows_s", "valid_users_s", "valid_pass_s", "valid_users", "note", "date"]
@@ -47,7 +48,8 @@ def measure(spec):
     from recbole.data import data_preparation
     from recbole.utils import init_seed
 
-    from recbole_dien import Config, allocator, create_dataset
+    from recbole_dien import Config, create_dataset
+    from recbole_dien.trainer import allocator
 
     def peak_gb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
@@ -58,7 +60,7 @@ def measure(spec):
     if spec["dataset"] != REFERENCE:
         settings["data_path"] = spec["data"]
         files = [os.path.join(spec["data"], spec["dataset"], f"{spec['dataset']}.yaml")]
-    print("phase: build", flush=True)
+    print_phase("build")
     start = time.perf_counter()
     config = Config(spec["model"], spec["dataset"], config_file_list=files, config_dict=settings, cmd_args=[])
     init_seed(config["seed"], config["reproducibility"])
@@ -66,7 +68,7 @@ def measure(spec):
     train_data, valid_data, _ = data_preparation(config, dataset)
     build_s, build_peak = time.perf_counter() - start, peak_gb()
 
-    print("phase: train", flush=True)
+    print_phase("train")
     model = config.model_class(config, train_data._dataset)
     allocator.apply(config)  # what a RecBole trainer does when it is built
     optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
@@ -82,7 +84,7 @@ def measure(spec):
         optimizer.step()
     train_rows_s = rows / (time.perf_counter() - started)
 
-    print("phase: validation", flush=True)
+    print_phase("validation")
     model.eval()
     users, total_users, started = 0, len(valid_data.uid_list), time.perf_counter()
     with torch.no_grad():
@@ -101,43 +103,15 @@ def measure(spec):
 
 # --- the parent: plan, run children under a memory watch, record -------------------------------
 
-def resident_gb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 2 ** 20
-    except OSError:
-        pass
-    return 0.0
-
-
-def run_child(spec, memory_limit_gb, timeout):
-    """(status, measurements or {'note': why}) of one measurement in a fresh process."""
-    command = [sys.executable, __file__, "--child", json.dumps(spec)]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        started, highest = time.perf_counter(), 0.0
-        while child.poll() is None:
-            highest = max(highest, resident_gb(child.pid))
-            elapsed = time.perf_counter() - started
-            if highest > memory_limit_gb or elapsed > timeout:
-                child.kill()
-                child.wait()
-                out.seek(0)
-                phases = [line.split(": ", 1)[1].strip() for line in out if line.startswith("phase: ")]
-                why = (f"resident memory passed {memory_limit_gb:g} GB" if highest > memory_limit_gb
-                       else f"no result within {timeout:.0f} s")
-                return "stopped", {"note": f"{why} after {elapsed:.0f} s, during {phases[-1] if phases else 'start'}",
-                                   "peak_gb": round(highest, 2)}
-            time.sleep(0.2)
-        out.seek(0)
-        results = [line for line in out if line.startswith("{")]
-        if child.returncode != 0 or not results:
-            err.seek(0)
-            lines = [line.strip() for line in err if line.strip()]
-            return "failed", {"note": (lines[-1] if lines else f"exit code {child.returncode}")[:200]}
-        return "ok", json.loads(results[-1])
+def measure_in_child(spec, memory_limit_gb, timeout):
+    """(status, measurements or {'note': why}) of one measurement in a fresh process; a run stopped at
+    the memory limit or the timeout is 'stopped', with the peak it reached."""
+    done = run_child(child_command(__file__, spec), timeout, memory_limit_gb, error_chars=200)
+    if done.ok:
+        return "ok", done.result
+    if done.status == "failed":
+        return "failed", {"note": done.error}
+    return "stopped", {"note": done.error, "peak_gb": done.peak_gb}
 
 
 def read_rows(path):
@@ -160,7 +134,7 @@ def size_label(interactions):
 
 
 def plan(args):
-    from recbole_dien.synthetic import size_name
+    from recbole_dien.datasets.synthetic import size_name
 
     runs = [(REFERENCE, 100000, "lean", model, 50) for model in args.models]
     for size in args.sizes:
@@ -174,7 +148,7 @@ def plan(args):
 
 
 def ensure_data(name, interactions, data):
-    from recbole_dien.synthetic import generate
+    from recbole_dien.datasets.synthetic import generate
 
     if not os.path.exists(os.path.join(data, name, f"{name}.yaml")):
         print(f"writing {name} into {data} ...", flush=True)
@@ -252,7 +226,7 @@ def main(argv=None):
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(json.loads(args.child))), flush=True)
+        print_result(measure(json.loads(args.child)))
         return 0
 
     out = Path(args.out)
@@ -275,7 +249,7 @@ def main(argv=None):
         spec = {"dataset": dataset, "data": args.data, "path": path, "model": model, "length": length,
                 "train_batches": args.train_batches, "valid_batches": args.valid_batches,
                 "full_validation": args.full_validation}
-        status, measured = run_child(spec, args.memory_limit_gb, args.timeout)
+        status, measured = measure_in_child(spec, args.memory_limit_gb, args.timeout)
         row = {field: "" for field in FIELDS}
         row.update({"dataset": dataset, "interactions": size, "path": path, "model": model, "length": length,
                     "status": status, "date": str(date.today()), **measured})

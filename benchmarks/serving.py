@@ -1,13 +1,13 @@
 """Serving cost of DIN, DIEN and DSIN: eager ``predict`` against the exported program.
 
     python benchmarks/serving.py                 # DIN DIEN DSIN on ml-100k, histories of 50
-    python benchmarks/serving.py --models DIEN --output docs/serving-data.json
+    python benchmarks/serving.py --models DIEN --output benchmarks/results/serving.json
 
 Per model (weights as initialised: the cost does not depend on them): the median seconds of
 scoring one user's 100 candidates (latency, over 30 calls after 3 warm-ups), and the seconds of
 scoring 1,000 users x 100 candidates in batches of 100 users (throughput), with ``model.predict``
 on RecBole ``Interaction`` rows and with the ``torch.export`` program of
-:mod:`recbole_dien.export` on plain tensors. One process, nothing else running.
+:mod:`recbole_dien.serving.export` on plain tensors. One process, nothing else running.
 """
 import argparse
 import json
@@ -41,7 +41,7 @@ def timed(function, repeats=1):
 
 @torch.no_grad()
 def measure(model_name, users=1000, candidates=100, batch_users=100):
-    from recbole_dien import export
+    from recbole_dien.serving import export
 
     config, trainer, _, valid = pipeline(model_name, 50)
     model = trainer.model.eval()

@@ -10,21 +10,20 @@ resident memory. The table is printed as markdown (and written to --output if gi
 
 An entry is a model name as ``run_recbole.py`` takes it, or a preset from
 ``recbole_dien.benchmark.PRESETS``. The measurements are those of ``recbole_dien.benchmark``
-(``python -m recbole_dien.benchmark`` runs whole suites: protocols, seeds, plots).
+(``recbole-dien benchmark`` runs whole suites: protocols, seeds, plots).
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
 
 from recbole_dien.benchmark import measure
+from recbole_dien.benchmark.harness import print_result, run_child
 
 
-def run_child(entry, dataset, epochs, overrides):
+def measure_entry(entry, dataset, epochs, overrides):
     """Train and test one entry in this process; print one JSON line of measurements."""
     seed, protocol = overrides.pop("seed", 2020), overrides.pop("protocol", "default")
-    print(json.dumps({"entry": entry, **measure(entry, dataset, protocol, seed, epochs, overrides)}))
+    print_result({"entry": entry, **measure(entry, dataset, protocol, seed, epochs, overrides)})
 
 
 def markdown(rows, metric):
@@ -64,7 +63,7 @@ def main():
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
     if args.child:
-        run_child(args.entries[0], args.dataset, args.epochs, overrides)
+        measure_entry(args.entries[0], args.dataset, args.epochs, overrides)
         return
 
     rows = []
@@ -72,12 +71,8 @@ def main():
         print(f"[{len(rows) + 1}/{len(args.entries)}] {entry} ...", file=sys.stderr, flush=True)
         command = [sys.executable, __file__, "--child", f"--dataset={args.dataset}", f"--epochs={args.epochs}",
                    *[f"--set={item}" for item in args.set], entry]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=os.getcwd())
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not lines:
-            rows.append({"entry": entry, "error": (done.stderr.strip().splitlines() or ["?"])[-1][:200]})
-        else:
-            rows.append(json.loads(lines[-1]))
+        done = run_child(command, error_chars=200)
+        rows.append(done.result if done.ok else {"entry": entry, "error": done.error})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     table = markdown(rows, "auc")
     print(table)

@@ -2,10 +2,10 @@
 
 Importing this package makes RecBole 1.2.1 work on today's stack (see :mod:`recbole_dien.compat`).
 """
-from recbole_dien import compat, evaluation
+from recbole_dien import compat, evaluator
 
 compat.apply()
-evaluation.register()
+evaluator.register()
 
 from recbole_dien.config import Config  # noqa: E402
 from recbole_dien.data import create_dataset  # noqa: E402

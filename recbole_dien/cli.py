@@ -1,67 +1,55 @@
-"""``run_recbole.py`` / ``recbole-dien``: train and test a model, RecBole-style, with this package's models first."""
+"""The ``recbole-dien`` command: one subcommand per job, each with its own ``--help``.
+
+``run_recbole.py`` and ``run_hyper.py`` at the top of the checkout are ``recbole-dien run`` and
+``recbole-dien tune`` under RecBole's script names; ``python -m recbole_dien`` is this command.
+Every subcommand reports a problem the user can fix as one line (:func:`recbole_dien.utils.errors.report`).
+"""
 import argparse
-import os
+import importlib
 import sys
 
-DEFAULT_MODEL = "DIEN"
-DEFAULT_DATASET = "ml-100k"
+PROG = "recbole-dien"
+
+# subcommand -> (module whose main(argv, prog) runs it, what it does)
+COMMANDS = {
+    "run": ("recbole_dien.quick_start.quick_start", "train, validate and test a model (run_recbole.py)"),
+    "tune": ("recbole_dien.quick_start.tuning", "hyper-parameter search with RecBole's HyperTuning (run_hyper.py)"),
+    "recommend": ("recbole_dien.serving.recommend", "top-K items per user from a checkpoint"),
+    "export": ("recbole_dien.serving.export", "a torch-only serving program of a checkpoint"),
+    "plot": ("recbole_dien.serving.attention_plot", "attention heatmap of a checkpoint for one user"),
+    "synthetic": ("recbole_dien.datasets.synthetic", "write a synthetic click log as RecBole atomic files"),
+    "benchmark": ("recbole_dien.benchmark.command", "models x protocols x seeds: runs.csv, tables, plots"),
+}
 
 
-def build_parser(prog=None):
+def build_parser():
+    listing = "\n".join(f"  {name:<10} {purpose}" for name, (_, purpose) in COMMANDS.items())
     parser = argparse.ArgumentParser(
-        prog=prog or os.path.basename(sys.argv[0]) or "run_recbole.py",
-        description="Train, validate and test a recommender with RecBole; DIN, DIEN and DSIN are "
-                    "recbole-dien's models, recbole.DIN and recbole.DIEN RecBole's own, any other name "
-                    "(GRU4Rec, SASRec, ...) RecBole's.",
-        epilog="Any other option --key=value overrides a RecBole / model setting, e.g. "
-               "--epochs=1 --train_batch_size=1024 --attention_softmax=True.",
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="DIN, DIEN and DSIN for RecBole: train, tune, recommend, export, benchmark.",
+        epilog=f"commands:\n{listing}\n\n`{PROG} COMMAND --help` says what a command does and takes.",
     )
-    parser.add_argument("--model", "-m", default=None, help=f"model name (default: {DEFAULT_MODEL})")
-    parser.add_argument("--dataset", "-d", default=None, help=f"dataset name (default: {DEFAULT_DATASET})")
-    parser.add_argument("--config_files", default=None, help="space-separated YAML config files")
-    parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                        help="continue the run a checkpoint (saved/<Model>-<date>.pth) comes from, after its last "
-                             "completed epoch; only --epochs, --stopping_step and --show_progress may change")
-    parser.add_argument("--nproc", type=int, default=1, help="processes for distributed training on this machine")
-    parser.add_argument("--ip", default="localhost", help="master address for distributed training")
-    parser.add_argument("--port", default="5678", help="master port for distributed training")
-    parser.add_argument("--world_size", type=int, default=-1, help="total processes across machines")
-    parser.add_argument("--group_offset", type=int, default=0, help="rank offset of this machine")
+    parser.add_argument("command", metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def run_command(name, argv, prog=None):
+    """Run subcommand ``name`` with ``argv``; its exit status."""
+    module, _ = COMMANDS[name]
+    return importlib.import_module(module).main(list(argv), prog=prog or f"{PROG} {name}")
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args, overrides = parser.parse_known_args(argv)
-    from recbole_dien.config import parse_overrides  # after --help, which needs no torch import
-    from recbole_dien.errors import ConfigError
-
-    try:
-        parse_overrides(overrides)
-    except ConfigError as error:
-        parser.error(str(error))
-    if args.resume and (args.model or args.dataset or args.config_files):
-        parser.error("--resume takes the model, dataset and settings from the checkpoint; "
-                     "leave out --model, --dataset and --config_files")
-
-    from recbole_dien import run
-    from recbole_dien.errors import RecBoleDienError, report
-
-    try:
-        result = run(
-            args.model or DEFAULT_MODEL, args.dataset or DEFAULT_DATASET,
-            config_file_list=args.config_files.split() if args.config_files else None,
-            cmd_args=overrides, nproc=args.nproc, world_size=args.world_size,
-            ip=args.ip, port=args.port, group_offset=args.group_offset, resume=args.resume,
-        )
-    except RecBoleDienError as error:
-        return report(parser, error)
-    if result is not None:
-        print(f"best valid: {dict(result['best_valid_result'] or {})}")
-        print(f"test result: {dict(result['test_result'])}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    if argv[0] not in COMMANDS:
+        parser.error(f"unknown command '{argv[0]}': use one of {', '.join(COMMANDS)} "
+                     f"(e.g. {PROG} run --model=DIN)")
+    return run_command(argv[0], argv[1:])

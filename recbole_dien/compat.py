@@ -7,18 +7,18 @@ Importing :mod:`recbole_dien` applies them; nothing in site-packages is edited.
   with ``pickle_protocol=4`` (opcodes torch's weights-only unpickler cannot read) and pickles its
   ``Config`` into them - whose construction calls ``eval`` on strings, so allowing it would let a
   crafted file run code. ``Trainer._save_checkpoint`` is replaced by one that writes plain data
-  only (:mod:`recbole_dien.checkpoint`): RecBole's keys, the configuration as plain data, and the
-  state to resume from (:mod:`recbole_dien.training`). torch's allow-list is left as it is.
+  only (:mod:`recbole_dien.trainer.checkpoint`): RecBole's keys, the configuration as plain data, and the
+  state to resume from (:mod:`recbole_dien.trainer.resume`). torch's allow-list is left as it is.
 * **DSIN's timestamps.** RecBole's ``Dataset._normalize`` (``normalize_all: True`` in RecBole's own
   ml-100k.yaml) would min-max normalise the time field DSIN cuts sessions with; for a model that
   declares ``time_in_seconds`` the time field is left out of the normalisation, the other float
   fields are normalised as configured.
 * **Multi-process training on CPUs.** RecBole's DDP path hard-codes NCCL and CUDA; without CUDA,
-  :mod:`recbole_dien.distributed` runs it with gloo (``AbstractTrainer.__init__``: a device-less
+  :mod:`recbole_dien.trainer.distributed` runs it with gloo (``AbstractTrainer.__init__``: a device-less
   DDP), and evaluation gathers every rank's scores before computing the metrics
   (``Collector.get_data_struct``; ``Trainer._map_reduce`` then keeps them as they are).
 * **Freed memory.** A trainer, once built, makes the process keep the memory it frees
-  (``AbstractTrainer.__init__``; :mod:`recbole_dien.allocator`, ``keep_freed_memory``), so that
+  (``AbstractTrainer.__init__``; :mod:`recbole_dien.trainer.allocator`, ``keep_freed_memory``), so that
   training steps stop page-faulting their large intermediates in at every batch.
 * **Anomaly detection.** ``recbole/model/sequential_recommender/sine.py`` calls
   ``torch.autograd.set_detect_anomaly(True)`` at import, and the package imports it for any
@@ -45,19 +45,14 @@ import torch
 
 _applied = False
 
-# RecBole's model packages; importing them runs sine.py
-_RECBOLE_MODEL_PACKAGES = (
-    "recbole.model.general_recommender",
-    "recbole.model.sequential_recommender",
-    "recbole.model.context_aware_recommender",
-    "recbole.model.knowledge_aware_recommender",
-)
-
 
 def _import_recbole_models():
-    """Import RecBole's model packages and undo sine.py's anomaly detection."""
-    for package in _RECBOLE_MODEL_PACKAGES:
-        importlib.import_module(package)
+    """Import RecBole's model packages (the sequential one runs sine.py) and undo sine.py's anomaly detection."""
+    from recbole_dien.utils.utils import NEEDS_OPTIONAL_LIBRARIES, RECBOLE_MODEL_PACKAGES
+
+    for package in RECBOLE_MODEL_PACKAGES:
+        if package not in NEEDS_OPTIONAL_LIBRARIES:
+            importlib.import_module(f"recbole.model.{package}")
     # off even if sine.py ran before this import; enable it after importing recbole_dien to debug
     torch.autograd.set_detect_anomaly(False)
 
@@ -126,8 +121,8 @@ def apply():
     from recbole.trainer import Trainer
     from recbole.trainer.trainer import AbstractTrainer
 
-    from recbole_dien import allocator, distributed
-    from recbole_dien.training import save_checkpoint
+    from recbole_dien.trainer import allocator, distributed
+    from recbole_dien.trainer.resume import save_checkpoint
 
     import recbole.data.dataset.dataset as dataset_module
 

@@ -1,8 +1,8 @@
 """Benchmark suite: models x protocols x seeds on one dataset, each run in its own process.
 
-    python -m recbole_dien.benchmark --quick        # 5 models, default protocol, 1 seed, 1 epoch (< 10 min)
-    python -m recbole_dien.benchmark                # every protocol, 3 seeds, trained to convergence
-    python -m recbole_dien.benchmark --protocols labeled --models DIN DIEN recbole.DIN --seeds 1 2 3
+    recbole-dien benchmark --quick        # 5 models, default protocol, 1 seed, 1 epoch (< 10 min)
+    recbole-dien benchmark                # every protocol, 3 seeds, trained to convergence
+    recbole-dien benchmark --protocols labeled --models DIN DIEN recbole.DIN --seeds 1 2 3
 
 Runs go one after another (two torch processes on the same cores slow each other several-fold).
 Each trains with early stopping on the protocol's validation metric (``--epochs`` at most,
@@ -16,19 +16,22 @@ goes on (``--retry-failed`` runs those again). ``<out>/results.md`` holds one ta
 and protocol (mean +- std over seeds) with the time each model needs to reach RecBole's DIEN's best
 validation score, and ``<out>/<dataset>-<protocol>-<settings>-{metrics,time,quality}.png`` the plots.
 
-``python -m recbole_dien.benchmark.pause COMMAND`` runs a command while the measured run waits
+``recbole-dien benchmark --pause COMMAND ...`` runs a command while the measured run waits
 (its timings leave the wait out).
 
 A model is any name ``run_recbole.py`` takes (``DIN`` is this package's, ``recbole.DIN``
 RecBole's, ``GRU4Rec`` ...) or a preset from ``PRESETS``.
 
-Modules: ``measure`` (one run), ``suite`` (planning, child processes, resume), ``runs`` (the CSV),
-``report`` (markdown, time to quality), ``plots``, ``pause``.
+Modules, each using only those before it: ``harness`` (one measurement in a child process, its
+last JSON line; the scripts in ``benchmarks/`` use it too), ``pause``, ``measure`` (one run),
+``runs`` (the CSV), ``plan`` (models, protocols, seeds, settings labels), ``report`` (markdown,
+time to quality), ``plots``, ``suite`` (running the plan, resuming), ``command`` (the
+``recbole-dien benchmark`` command line).
 """
 from recbole_dien.benchmark.measure import PRESETS, RESERVED_SETTINGS, measure, resolve
 from recbole_dien.benchmark.report import markdown, time_to_quality
-from recbole_dien.benchmark.suite import (DEFAULT_MODELS, DEFAULT_SEEDS, PROTOCOLS, QUICK_MODELS, plan,
-                                          run_suite, settings_label)
+from recbole_dien.benchmark.plan import DEFAULT_MODELS, DEFAULT_SEEDS, PROTOCOLS, QUICK_MODELS, plan, settings_label
+from recbole_dien.benchmark.suite import run_suite
 
 __all__ = ["DEFAULT_MODELS", "DEFAULT_SEEDS", "PRESETS", "PROTOCOLS", "QUICK_MODELS", "RESERVED_SETTINGS",
            "markdown", "measure", "plan", "resolve", "run_suite", "settings_label", "time_to_quality"]

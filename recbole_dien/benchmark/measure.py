@@ -5,7 +5,7 @@ import resource
 import shutil
 import tempfile
 
-from recbole_dien.training import EpochCheckpoints
+from recbole_dien.trainer.resume import EpochCheckpoints
 
 # A model entry is a name run_recbole.py takes or one of these presets: plugin models at the
 # hyper-parameters of RecBole's built-in of the same name (its properties/model/<Model>.yaml), one
@@ -52,7 +52,7 @@ def _history(train_calls, valid_calls, eval_step):
 
 
 class TimedEpochCheckpoints(EpochCheckpoints):
-    """The run's checkpoint after each validated epoch (see :mod:`recbole_dien.training`), with the
+    """The run's checkpoint after each validated epoch (see :mod:`recbole_dien.trainer.resume`), with the
     run's timings so far in its ``resume`` state, so that a run killed mid-way resumes with them."""
 
     def __init__(self, trainer, loaders, timings):
@@ -65,7 +65,7 @@ class TimedEpochCheckpoints(EpochCheckpoints):
 
 def _resume_point(work_dir):
     """(checkpoint path, loaded checkpoint) of an interrupted run in ``work_dir``, or (None, None)."""
-    from recbole_dien.checkpoint import CheckpointError, load_checkpoint
+    from recbole_dien.trainer.checkpoint import CheckpointError, load_checkpoint
 
     for path in sorted(glob.glob(os.path.join(work_dir, "*.pth"))):
         try:
@@ -86,13 +86,14 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
 
     ``work_dir``: the run's checkpoint folder, kept until the run ends. A run killed mid-way (a
     session that ended, a crash) resumes there after its last validated epoch, exactly (see
-    :mod:`recbole_dien.training`) and with the timings it had recorded; by default a temporary
+    :mod:`recbole_dien.trainer.resume`) and with the timings it had recorded; by default a temporary
     folder (no resumption).
     """
     from recbole.data import data_preparation
     from recbole.utils import get_trainer, init_logger, init_seed
 
-    from recbole_dien import Config, create_dataset, training
+    from recbole_dien import Config, create_dataset
+    from recbole_dien.trainer.resume import resume_trainer
     from recbole_dien.benchmark.pause import PausableClock, pausing
 
     model_name, preset = resolve(entry)
@@ -126,7 +127,7 @@ def measure(entry, dataset, protocol="default", seed=2020, epochs=1, overrides=N
         test_calls = []
         loaders = [train_data, valid_data, test_data]
         if resume_checkpoint:
-            training.resume(trainer, resume_checkpoint, resume_path, loaders)
+            resume_trainer(trainer, resume_checkpoint, resume_path, loaders)
         trainer._train_epoch = _timed(trainer._train_epoch, clock, train_calls)
         trainer._valid_epoch = _timed(trainer._valid_epoch, clock, valid_calls)
 

@@ -5,7 +5,7 @@ the machine. A run measured by :func:`recbole_dien.benchmark.measure.measure` ch
 batches, for *hold files* in :func:`hold_dir`; while one exists it sleeps, and the time it sleeps
 is left out of every duration it records. ::
 
-    python -m recbole_dien.benchmark.pause pytest tests/test_din.py   # runs pytest while runs wait
+    recbole-dien benchmark --pause pytest tests/model/test_din.py   # runs pytest while runs wait
 
 holds the benchmark for as long as the command runs: it writes a hold file, waits until every
 running measurement has acknowledged the pause (at its next batch boundary), runs the command and
@@ -15,7 +15,6 @@ test of the benchmark, say) go on.
 """
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -142,14 +141,3 @@ def hold(command, folder=None, log=print):
     finally:
         mine.unlink(missing_ok=True)
 
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    return hold(argv, log=lambda line: print(line, file=sys.stderr, flush=True))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ from statistics import mean, stdev
 from recbole_dien.benchmark.report import (REFERENCE_MODEL, metric_columns, successful, summarize,
                                            time_to_quality)
 from recbole_dien.benchmark.runs import history, number
-from recbole_dien.benchmark.suite import settings_slug
+from recbole_dien.benchmark.plan import settings_slug
 
 
 def _pyplot():

@@ -1,10 +1,9 @@
-"""The suite's report: ``results.md`` (mean +- std over seeds, time to quality) and the plots."""
+"""The suite's report: ``results.md``'s tables (mean +- std over seeds, time to quality)."""
 from collections import OrderedDict
-from pathlib import Path
 from statistics import mean, stdev
 
 from recbole_dien.benchmark.runs import history, number
-from recbole_dien.benchmark.suite import DEFAULT_MODELS
+from recbole_dien.benchmark.plan import DEFAULT_MODELS
 
 TIMING_COLUMNS = [("epochs", "epochs", "{:.1f}"), ("best_epoch", "best epoch", "{:.1f}"),
                   ("train_s_per_epoch", "train s/epoch", "{:.1f}"), ("valid_s", "valid pass s", "{:.1f}"),
@@ -147,9 +146,3 @@ def markdown(runs, dataset):
                  "(cross-entropy over all items), so LogLoss does not apply.")
     return "\n".join(lines) + "\n"
 
-
-def write_report(runs, out_dir, dataset):
-    from recbole_dien.benchmark.plots import plot
-
-    (Path(out_dir) / "results.md").write_text(markdown(runs, dataset), encoding="utf-8")
-    return plot(runs, Path(out_dir), dataset)

@@ -1,41 +1,15 @@
-"""Planning and running a suite: models x protocols x seeds, one child process per run, resumable."""
-import hashlib
+"""Running a suite: the planned runs one after another, each in its own process, resumable."""
 import json
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from recbole_dien.benchmark.harness import run_child
+from recbole_dien.benchmark.plan import plan, settings_label, settings_slug
+from recbole_dien.benchmark.plots import plot
+from recbole_dien.benchmark.report import markdown
 from recbole_dien.benchmark.runs import flatten, read_runs, run_key, write_runs
-
-DEFAULT_MODELS = ["DIN", "DIEN", "DSIN", "recbole.DIN", "recbole.DIEN", "GRU4Rec", "SASRec", "NARM", "STAMP"]
-PROTOCOLS = ["default", "fullsort", "labeled"]
-DEFAULT_SEEDS = [2020, 2021, 2022]
-
-# RecBole's DIN and DIEN have no full_sort_predict, so RecBole's trainer scores every (user, item)
-# pair through predict: on ml-100k 16x the rows of a uni100 pass; measured on 2 cores (2026-12-01),
-# 224 s and 692 s per evaluation pass (docs/benchmark.md). Left out of full-sort runs unless named.
-SLOW_IN_FULL_SORT = {"recbole.DIN", "recbole.DIEN"}
-# --quick: the plugin's models, RecBole's DIN and GRU4Rec (about 8.5 minutes). RecBole's DIEN
-# alone takes about 10 minutes per epoch on 2 cores, and RecBole's next-item models re-encode the
-# history for each of the 101 candidates of a uni100 pass (SASRec: about 5 minutes a run).
-QUICK_MODELS = ["DIN", "DIEN", "DSIN", "recbole.DIN", "GRU4Rec"]
-
-
-def settings_label(epochs, overrides, config_files):
-    """The settings of a run that decide whether a recorded run can stand for it (a config file
-    by name and a digest of its content)."""
-    parts = [f"epochs={epochs}"] + [f"{k}={json.dumps(overrides[k])}" for k in sorted(overrides)]
-    for path in config_files or []:
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
-        parts.append(f"config={Path(path).name}@{digest}")
-    return ";".join(parts)
-
-
-def settings_slug(settings):
-    """``settings`` as a file-name part: epochs=1;stopping_step=2 -> epochs1_stopping_step2."""
-    return re.sub(r"[^A-Za-z0-9_.@-]+", "", settings.replace(";", "_").replace("=", ""))[:80]
 
 
 def code_version():
@@ -52,30 +26,16 @@ def code_version():
     return commit + ("-dirty" if dirty else "")
 
 
-def plan(models, protocols, seeds, quick=False):
-    """The (protocol, model, seed) runs of a suite, in order. ``models=None``: the default list,
-    without the runs too slow for the protocol (or for --quick)."""
-    runs = []
-    for protocol in protocols:
-        for model in models or (QUICK_MODELS if quick else DEFAULT_MODELS):
-            if models is None and protocol == "fullsort" and model in SLOW_IN_FULL_SORT:
-                continue
-            runs.extend((protocol, model, seed) for seed in seeds)
-    return runs
-
-
 def run_in_child(spec, timeout):
-    """Run one measurement in a fresh process; (status, error, measurements)."""
-    command = [sys.executable, "-m", "recbole_dien.benchmark", "--child", json.dumps(spec)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return "timeout", f"no result within {timeout:.0f} s", {}
-    results = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not results:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        return "failed", (lines[-1] if lines else f"exit code {done.returncode}")[:300], {}
-    return "ok", "", json.loads(results[-1])
+    """Run one measurement in a fresh process (``recbole-dien benchmark --child``); (status, error, measurements)."""
+    done = run_child([sys.executable, "-m", "recbole_dien", "benchmark", "--child", json.dumps(spec)], timeout)
+    return done.status, done.error, done.result
+
+
+def write_report(runs, out_dir, dataset):
+    """``<out_dir>/results.md`` and the plots of ``runs``; the plots' paths."""
+    (Path(out_dir) / "results.md").write_text(markdown(runs, dataset), encoding="utf-8")
+    return plot(runs, Path(out_dir), dataset)
 
 
 def run_suite(models, protocols, seeds, epochs, dataset, out_dir, overrides=None, config_files=None,
@@ -83,8 +43,6 @@ def run_suite(models, protocols, seeds, epochs, dataset, out_dir, overrides=None
     """Run every planned run (see ``plan``) not yet in ``<out_dir>/runs.csv`` (with
     ``retry_failed``, also those recorded as failed or timed out, whose rows are replaced); write
     the CSV after each run, then the report and plots of every setting recorded for the dataset."""
-    from recbole_dien.benchmark.report import write_report
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "runs.csv"

@@ -4,7 +4,7 @@ RecBole reads its atomic files with pandas and trusts them: a row with a missing
 becomes an extra interaction, text in a float column ends in a pandas traceback with no line
 number, a file with a header only in "Some feat is empty", and NaN / inf in a float feature in
 "Training loss is nan" after an epoch. Here every file the config loads is checked first, and
-the first problem stops the run with one :class:`~recbole_dien.errors.DatasetError` line naming
+the first problem stops the run with one :class:`~recbole_dien.utils.errors.DatasetError` line naming
 the file, the line (or column) and the fix:
 
 * the file exists and is not empty, its header is ``field:type`` with RecBole's types;
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from recbole.utils import FeatureType, ModelType
 
-from recbole_dien.errors import DatasetError
+from recbole_dien.utils.errors import DatasetError
 
 ATOMIC_SOURCES = ("inter", "user", "item")
 _CHUNK_BYTES = 64 << 20     # bytes compared at once when looking for line ends

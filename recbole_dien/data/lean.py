@@ -11,7 +11,7 @@ N x MAX_ITEM_LIST_LENGTH (about 2.5 GB per million interactions at 50) and so do
 negatives, any list column RecBole would have built - are gathered when a batch is built
 (``dataset[index]``, which is what every RecBole dataloader calls). Augmentation and the grouped
 splits run on index tensors. Rows, their order, the splits and every batch tensor are RecBole's
-(tests/test_lean.py compares them under the three protocols); memory grows with N only.
+(tests/data/test_lean.py compares them under the three protocols); memory grows with N only.
 
 ``lean_sequential_data`` chooses the path: ``~`` (default) lean for the plugin's models and
 RecBole's own ``SequentialDataset`` for RecBole's models; ``True`` lean also for RecBole's

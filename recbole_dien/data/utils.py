@@ -4,10 +4,10 @@ import importlib
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.utils import ModelType
 
-from recbole_dien.data import dataset as plugin_datasets
+import recbole_dien.data.dataset as plugin_datasets
 from recbole_dien.data.checks import check_dataset
 from recbole_dien.data.lean import LeanSequentialDataset, lean_requested
-from recbole_dien.errors import ConfigError
+from recbole_dien.utils.errors import ConfigError
 from recbole_dien.utils import is_plugin_model
 
 

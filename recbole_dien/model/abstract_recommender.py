@@ -4,9 +4,9 @@ import torch.nn as nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
-from recbole_dien.errors import ConfigError
+from recbole_dien.utils.errors import ConfigError
 from recbole_dien.model.layers import Dice, FeatureEmbedding
-from recbole_dien.resources import model_hyperparameters
+from recbole_dien.config.knobs import model_hyperparameters
 
 # fewest training rows per batch from which BatchNorm / Dice statistics mean anything: with one
 # row (a positive and its sampled negative share one history) the top MLP sees each feature

@@ -220,10 +220,10 @@ class DIEN(AttentionCTRRecommender):
 
     def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
         """Logits of each user's candidates from plain tensors, padded and masked (fixed shapes, for
-        :mod:`recbole_dien.export`): users [B], item_seq [B, L], lengths [B], candidates [B, C]
+        :mod:`recbole_dien.serving.export`): users [B], item_seq [B, L], lengths [B], candidates [B, C]
         -> [B, C]; ``time_seq`` is unused. The evolution steps all L positions and keeps each
         state where its history has ended. AGRU / AUGRU only. Equals :meth:`forward`
-        (tests/test_export.py)."""
+        (tests/serving/test_export.py)."""
         evolution = self.interest_evolution
         if not evolution.projects_inputs:
             raise ValueError(f"export supports gru_type AGRU and AUGRU, not {evolution.gru_type}")

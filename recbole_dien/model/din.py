@@ -118,8 +118,8 @@ class DIN(AttentionCTRRecommender):
 
     def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
         """Logits of each user's candidates from plain tensors, padded and masked (fixed shapes, for
-        :mod:`recbole_dien.export`): users [B], item_seq [B, L], lengths [B], candidates [B, C]
-        -> [B, C]; ``time_seq`` is unused. Equals :meth:`forward` (tests/test_export.py)."""
+        :mod:`recbole_dien.serving.export`): users [B], item_seq [B, L], lengths [B], candidates [B, C]
+        -> [B, C]; ``time_seq`` is unused. Equals :meth:`forward` (tests/serving/test_export.py)."""
         history = self.item_embedding(item_seq)                                     # [B, L, D]
         mask = sequence_mask(lengths, item_seq.shape[1]).unsqueeze(1)               # [B, 1, L]
         target = self.item_embedding(candidates)                                    # [B, C, D]

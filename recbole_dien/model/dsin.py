@@ -36,7 +36,7 @@ import torch.nn as nn
 from recbole.data.dataset import Dataset
 
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
-from recbole_dien.errors import ConfigError, DatasetError
+from recbole_dien.utils.errors import ConfigError, DatasetError
 from recbole_dien.model.layers import MLP, ActivationUnit, masked_softmax, sequence_mask
 
 
@@ -164,7 +164,7 @@ class DSIN(AttentionCTRRecommender):
         Only the real sessions go through the Transformer, and the Bi-LSTM runs packed by each
         user's session count; ``dense`` computes the same with fixed shapes (every slot through the
         Transformer, the Bi-LSTM on the sessions left- and right-aligned), for
-        :mod:`recbole_dien.export`."""
+        :mod:`recbole_dien.serving.export`."""
         items, behaviour_mask, recency, session_mask, count = self.session_grid(interaction)
         embedded = self.bias_encoding(self.item_embedding(items), recency)           # [B, K, T, D]
         if dense:
@@ -219,8 +219,8 @@ class DSIN(AttentionCTRRecommender):
 
     def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
         """Logits of each user's candidates from plain tensors with fixed shapes (for
-        :mod:`recbole_dien.export`): users [B], item_seq and time_seq [B, L], lengths [B],
-        candidates [B, C] -> [B, C]. Equals :meth:`forward` (tests/test_export.py)."""
+        :mod:`recbole_dien.serving.export`): users [B], item_seq and time_seq [B, L], lengths [B],
+        candidates [B, C] -> [B, C]. Equals :meth:`forward` (tests/serving/test_export.py)."""
         sessions = self.session_interests({self.ITEM_SEQ: item_seq, self.ITEM_SEQ_LEN: lengths,
                                            self.TIME_SEQ: time_seq, self.USER_ID: users}, dense=True)
         per_user = {key: value.unsqueeze(1) for key, value in sessions.items()}     # [B, 1, ...]

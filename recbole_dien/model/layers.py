@@ -267,7 +267,7 @@ class FeatureEmbedding(nn.Module):
         if token_seq_pooling not in ("mean", "sum", "max"):
             raise ValueError(f"token_seq_pooling must be mean, sum or max, not '{token_seq_pooling}'")
         self.source = source
-        self.deduplicate = True  # embed each distinct id once (off for export, see recbole_dien.export)
+        self.deduplicate = True  # embed each distinct id once (off for export, see recbole_dien.serving.export)
         self.embedding_size = embedding_size
         self.pooling = token_seq_pooling
         self.num_rows = len(table)

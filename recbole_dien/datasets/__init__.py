@@ -1,0 +1,1 @@
+"""Data tools that write RecBole atomic files: synthetic click logs (:mod:`.synthetic`)."""

@@ -1,0 +1,232 @@
+"""Checkpoints that hold plain data only, so that loading one cannot run code.
+
+RecBole pickles its ``Config`` into every checkpoint, and ``Config.__init__`` calls ``eval`` on
+string values: a crafted file that asks the unpickler to construct a ``Config`` runs any command.
+The plugin's checkpoints (written for every model, RecBole's included, through the
+``Trainer._save_checkpoint`` shim of :mod:`recbole_dien.compat`) hold only what torch's default
+``weights_only`` loader rebuilds without help: tensors, numbers, strings, lists, tuples and dicts.
+
+* ``config``: the final configuration as plain data (enums and devices written as tagged dicts),
+  the model's name and class path; :func:`config_from_checkpoint` rebuilds a
+  :class:`recbole_dien.Config` from it without ever evaluating a string, and only for a model class
+  this package or RecBole defines.
+* ``state_dict``, ``other_parameter``, ``epoch``, ``cur_step``, ``best_valid_score``: as RecBole
+  writes them (the best epoch's weights), so RecBole's own best-model reload works unchanged;
+  ``other_parameter`` keeps the plain-data entries only (the others - sub-modules, whose weights
+  are in ``state_dict``, and tables derived from the dataset - are rebuilt with the model).
+* ``resume``: the state after the last completed epoch (see :mod:`recbole_dien.trainer.resume`).
+
+:func:`load_checkpoint` reads any file with ``weights_only=True`` and no allow-list beyond torch's
+own, and turns every failure into one :class:`CheckpointError` line naming the file.
+"""
+import enum
+import importlib
+import logging
+import os
+import pickle
+
+import torch
+
+from recbole_dien.utils.errors import RecBoleDienError
+
+FORMAT = "recbole-dien-checkpoint/1"
+# enums RecBole keeps in a final config; decoding accepts these and nothing else
+_ENUM_MODULE = "recbole.utils.enum_type"
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+class CheckpointError(RecBoleDienError):
+    """A checkpoint that cannot be loaded: missing, corrupt, not plain data, or not the plugin's."""
+
+
+# --------------------------------------------------------------------------- plain data
+
+def _encode(value, path, dropped):
+    if isinstance(value, enum.Enum):
+        return {"__enum__": type(value).__name__, "name": value.name}
+    if isinstance(value, torch.device):
+        return {"__device__": str(value)}
+    if isinstance(value, _PLAIN_SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, f"{path}[{i}]", dropped) for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {str(k): _encode(v, f"{path}.{k}", dropped) for k, v in value.items()}
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy / torch scalars
+        return value.item()
+    dropped.append(path)
+    return repr(value)
+
+
+def _decode(value):
+    if isinstance(value, dict):
+        if set(value) == {"__enum__", "name"}:
+            enum_class = getattr(importlib.import_module(_ENUM_MODULE), str(value["__enum__"]), None)
+            if not (isinstance(enum_class, type) and issubclass(enum_class, enum.Enum)) \
+                    or value["name"] not in enum_class.__members__:
+                raise CheckpointError(f"unknown setting value {value['__enum__']}.{value['name']} in the configuration")
+            return enum_class[value["name"]]
+        if set(value) == {"__device__"}:
+            try:
+                return torch.device(value["__device__"])
+            except (RuntimeError, TypeError):
+                raise CheckpointError(f"unknown device {value['__device__']!r} in the configuration") from None
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_decode(v) for v in value)
+    return value
+
+
+def class_path(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def encode_config(config):
+    """A config as plain data: its final dict, model name and class path, dataset, parameter groups."""
+    dropped = []
+    final = _encode(dict(config.final_config_dict), "config", dropped)
+    if dropped:
+        logging.getLogger().warning("checkpoint: settings that are not plain data are stored as their repr: "
+                                    + ", ".join(dropped))
+    return {"model": config["model"], "model_class": class_path(config.model_class), "dataset": config["dataset"],
+            "final_config_dict": final,
+            "parameters": {group: list(keys) for group, keys in getattr(config, "parameters", {}).items()}}
+
+
+def model_class_from_path(path):
+    """The model class a checkpoint names, if this package or RecBole defines it (nothing else is
+    imported: importing a module named by a file could run its code)."""
+    from recbole_dien.utils import RECBOLE_PREFIX, get_model
+
+    module, _, name = str(path).rpartition(".")
+    if not name.isidentifier():
+        raise CheckpointError(f"the checkpoint's model class {path!r} is not a class name")
+    if module.startswith("recbole_dien."):
+        candidate = get_model(name)
+    elif module.startswith("recbole.model."):
+        candidate = get_model(RECBOLE_PREFIX + name)
+    else:
+        raise CheckpointError(
+            f"the checkpoint's model class {path} is neither recbole-dien's nor RecBole's; load it with "
+            "load_data_and_model(file, model_class=YourModel)")
+    if class_path(candidate) != path:
+        raise CheckpointError(f"the checkpoint's model class {path} does not exist in this installation")
+    return candidate
+
+
+def _refuse_evaluated_settings(final, model_class):
+    """RecBole's KD_DAGFM evaluates its ``teacher`` setting as Python when built: accept only the
+    name of one of RecBole's context-aware models there."""
+    teacher = final.get("teacher")
+    if model_class.__name__ == "KD_DAGFM" and teacher is not None:
+        import recbole.model.context_aware_recommender as context_aware
+
+        if not (isinstance(teacher, str) and teacher.isidentifier() and isinstance(getattr(context_aware, teacher, None), type)):
+            raise CheckpointError(f"refused: the checkpoint's KD_DAGFM teacher {teacher!r} is not a RecBole model "
+                                  "name, and RecBole would evaluate it as Python code")
+
+
+def config_from_checkpoint(checkpoint, model_class=None):
+    """Rebuild the run's :class:`recbole_dien.Config` from a loaded checkpoint, on this machine's
+    device (CUDA only if the run used it and it is available), for single-process use."""
+    from recbole_dien.config import Config
+
+    data = checkpoint.get("config")
+    if not isinstance(data, dict) or "final_config_dict" not in data:
+        raise CheckpointError("the checkpoint holds no plain-data configuration")
+    model_class = model_class or model_class_from_path(data["model_class"])
+    final = _decode(data["final_config_dict"])
+    _refuse_evaluated_settings(final, model_class)
+    wants_cuda = str(final.get("device", "cpu")).startswith("cuda")
+    final.update(device=torch.device("cuda" if wants_cuda and torch.cuda.is_available() else "cpu"),
+                 single_spec=True, local_rank=0)
+    return Config.from_final_config_dict(final, model_class, _decode(data.get("parameters", {})))
+
+
+def plain_other_parameter(model):
+    """The entries of ``model.other_parameter()`` torch's weights-only loader can rebuild."""
+    def plain(value):
+        if isinstance(value, (torch.Tensor,) + _PLAIN_SCALARS):
+            return True
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        return False
+
+    return {key: value for key, value in model.other_parameter().items() if plain(value)}
+
+
+# --------------------------------------------------------------------------- files
+
+def write_atomically(state, path):
+    """``torch.save`` to a temporary name beside ``path``, then rename: a crash never leaves a
+    half-written file, and the previous file stays whole until the new one is complete."""
+    path = str(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: an OS crash cannot leave an empty file
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _unpickler_problem(error):
+    """The line of a weights-only unpickler error that says what was wrong, without torch's
+    advice around it (to pass ``weights_only=False``, which would let the file run code)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if "weights_only" not in line and not line.startswith(
+        ("Check the documentation", "Please file an issue", "(1)", "(2)"))]
+    return lines[0] if lines else type(error).__name__
+
+
+def _refusal(path, error):
+    """One line for a failed weights-only load: what the file asked for, or that it is corrupt."""
+    problem = _unpickler_problem(error)
+    marker = "Unsupported global: GLOBAL "
+    if marker in problem:
+        name = problem.split(marker, 1)[1].split()[0].rstrip(".,")
+        return (f"refused to load {path}: it asks to construct {name}, and constructing Python objects from "
+                "a file can run code; recbole-dien loads plain data only (tensors, numbers, strings, lists, "
+                "dicts). Checkpoints written by RecBole itself or by earlier versions of recbole-dien pickle "
+                "such objects: train again with this version")
+    return f"checkpoint {path} is corrupt or not a torch checkpoint ({problem.rstrip('.')})"
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint with ``weights_only=True`` and torch's own allow-list only.
+
+    Raises :class:`CheckpointError` (one line naming the file) when the file is missing, empty,
+    truncated or corrupt, asks for any Python object beyond plain data, or is not the plugin's.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): not a checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(_refusal(path, error)) from None
+    except Exception as error:  # noqa: BLE001 - a corrupt pickle fails in many ways (IndexError, KeyError, ...)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} is truncated, corrupt or not a torch checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(f"{path} is not a recbole-dien checkpoint (format {found!r}, expected {FORMAT!r}); "
+                              "it was not written by run_recbole.py / recbole_dien.run")
+    if "state_dict" not in checkpoint:
+        raise CheckpointError(f"checkpoint {path} holds no model weights ('state_dict')")
+    return checkpoint
