@@ -1,18 +1,17 @@
 """recbole-dien: DIN, DIEN and DSIN for RecBole, faithful to the papers and fast on a CPU."""
 from setuptools import find_packages, setup
 
-# The pins are a working set for RecBole 1.2.1 on Python 3.11 today:
-#  - torch < 2.14 resolves to the 2.13 CPU wheel instead of a multi-GB CUDA build;
-#  - numpy 2 breaks RecBole's Config (np.float_) and ray; pandas 3 silently changes fillna;
-#  - ray 2.6.3 (a RecBole dependency, imported by recbole.quick_start) needs pkg_resources,
-#    which setuptools 81+ no longer ships.
+# Ranges that include today's releases: recbole_dien.compat makes RecBole 1.2.1 work on numpy 1 and 2,
+# pandas 2.0-3.x and any setuptools (tests/test_compat.py; docs/recbole-fixes.md says what each shim fixes).
+#  - torch < 2.14 resolves to the 2.13 CPU wheel instead of a multi-GB CUDA build; 2.6+: torch.load
+#    defaults to weights_only=True, also in RecBole's own loads of pre-trained files.
+#  - RecBole 1.2.1 itself pins colorlog==4.7.2 and colorama==0.4.4 and asks for ray<=2.6.3 (whose import
+#    needs setuptools' pkg_resources); no path of the plugin imports ray.
 INSTALL_REQUIRES = [
     "recbole==1.2.1",
-    # 2.6+: torch.load defaults to weights_only=True, also in RecBole's own loads of pre-trained files
     "torch>=2.6,<2.14",
-    "numpy>=1.24,<2",
-    "pandas>=2.0,<2.3",
-    "setuptools<81",
+    "numpy>=1.24",
+    "pandas>=2.0",
     "scipy>=1.10",
     "pyyaml>=6.0",
 ]
@@ -43,8 +42,11 @@ setup(
     },
     install_requires=INSTALL_REQUIRES,
     # matplotlib draws the benchmark's and the attention command's plots; hyperopt runs RecBole's
-    # HyperTuning (recbole-dien tune, run_hyper.py); the tests exercise both
+    # HyperTuning (recbole-dien tune, run_hyper.py); onnx, onnxscript and onnxruntime export and run
+    # ONNX serving models (recbole-dien export --format onnx; the releases tested); the tests exercise all
     extras_require={"benchmark": ["matplotlib>=3.7"], "tune": ["hyperopt>=0.2.7"],
-                    "test": ["pytest>=7", "matplotlib>=3.7", "hyperopt>=0.2.7"]},
+                    "serving": ["onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"],
+                    "test": ["pytest>=7", "matplotlib>=3.7", "hyperopt>=0.2.7",
+                             "onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"]},
     entry_points={"console_scripts": ["recbole-dien=recbole_dien.cli:main"]},
 )

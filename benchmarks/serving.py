@@ -1,18 +1,32 @@
-"""Serving cost of DIN, DIEN and DSIN: eager ``predict`` against the exported program.
+"""Serving cost of DIN, DIEN and DSIN: eager ``predict``, the ``torch.export`` program and ONNX
+Runtime, each also with int8 linear layers.
 
-    python benchmarks/serving.py                 # DIN DIEN DSIN on ml-100k, histories of 50
-    python benchmarks/serving.py --models DIEN --output benchmarks/results/serving.json
+    python benchmarks/serving.py --output benchmarks/results/serving.json     # everything: 18 measurements
+    python benchmarks/serving.py --models DIEN --backends eager onnx onnx-int8
+    python benchmarks/serving.py --requests 20 --users 40 --candidates 10     # a quick check that it runs
 
-Per model (weights as initialised: the cost does not depend on them): the median seconds of
-scoring one user's 100 candidates (latency, over 30 calls after 3 warm-ups), and the seconds of
-scoring 1,000 users x 100 candidates in batches of 100 users (throughput), with ``model.predict``
-on RecBole ``Interaction`` rows and with the ``torch.export`` program of
-:mod:`recbole_dien.serving.export` on plain tensors. One process, nothing else running.
+Per model (ml-100k, histories of 50; weights as initialised: the cost does not depend on them) and
+backend, in a fresh process each (:mod:`recbole_dien.benchmark.harness`):
+
+* latency: one user's ``--candidates`` (100) candidates per request, ``--requests`` (1,000)
+  requests after 20 warm-up ones, each a different user; p50 and p99 in milliseconds;
+* throughput: ``--users`` (1,000) users x 100 candidates in batches of ``--batch-users`` (100)
+  users; seconds, and (user, candidate) pairs per second.
+
+Backends: ``eager`` is ``model.predict`` on RecBole ``Interaction`` rows (each user's row repeated
+once per candidate); ``torch-export`` and ``onnx`` are the programs ``recbole-dien export`` writes,
+called through :class:`recbole_dien.serving.Scorer` on the dataset's ids (``score_ids``: the input
+checks and the request's feature rows included); ``-int8`` quantises the linear layers
+(:mod:`recbole_dien.serving.quantize`: torch's ``quantize_dynamic`` for ``eager-int8``, the
+``torch._int_mm`` layer for ``torch-export-int8``, ONNX Runtime's own for ``onnx-int8``). ml-100k has 943
+users, so some are scored twice. torch and ONNX Runtime use ``--threads`` threads (default: torch's
+default, the machine's cores). Run nothing else meanwhile.
 """
 import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_cost import pipeline  # noqa: E402
+
+from recbole_dien.benchmark.harness import child_command, print_phase, print_result, run_child  # noqa: E402
+
+BACKENDS = ("eager", "eager-int8", "torch-export", "torch-export-int8", "onnx", "onnx-int8")
+WARMUP = 20
 
 
 def rows_for(interaction, model, candidates):
@@ -30,65 +49,134 @@ def rows_for(interaction, model, candidates):
     return rows
 
 
-def timed(function, repeats=1):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return times
+def scorer_function(model, dataset, backend, threads, folder):
+    """score(rows, candidates) for a program backend: the Scorer on the rows' ids."""
+    from recbole_dien.serving import Scorer, export, quantize
+    from recbole_dien.serving.scorer import _onnx_program
+
+    module = export.ServingModule(model, dataset)
+    metadata = export.serving_metadata(module, dataset, backend)
+    if backend.startswith("torch-export"):
+        module = export.int8_module(module) if backend.endswith("int8") else module
+        scorer = Scorer.from_program(export.export_program(module).module(), metadata)
+    else:
+        path = Path(folder) / "model.onnx"
+        export.export_onnx(export.export_program(module), module, path)
+        if backend.endswith("int8"):
+            quantize.quantize_onnx(path, Path(folder) / "model-int8.onnx")
+            path = Path(folder) / "model-int8.onnx"
+        scorer = Scorer.from_program(_onnx_program(path, metadata["inputs"], threads), metadata)
+    time_field = getattr(model, "TIME_SEQ", None)
+
+    def score(rows, candidates):
+        times = rows[time_field] if time_field else None
+        return scorer.score_ids(rows[model.USER_ID], rows[model.ITEM_SEQ], rows[model.ITEM_SEQ_LEN], times, candidates)
+
+    return score
+
+
+def eager_function(model, backend, rows):
+    from recbole_dien.serving import quantize
+
+    if backend == "eager-int8":
+        model = quantize.quantize_eager(model, (rows[:8],))
+
+    def score(part, candidates):
+        return model.predict(rows_for(part, model, candidates)).view(candidates.shape)
+
+    return score
 
 
 @torch.no_grad()
-def measure(model_name, users=1000, candidates=100, batch_users=100):
-    from recbole_dien.serving import export
+def measure(model, backend, requests=1000, users=1000, candidates=100, batch_users=100, length=50, threads=None):
+    """One (model, backend): latency percentiles and throughput (see the module docstring)."""
+    import recbole_dien  # noqa: F401 - the RecBole shims
 
-    config, trainer, _, valid = pipeline(model_name, 50)
-    model = trainer.model.eval()
-    program = export.export_model(model, config).module()
-    rows = valid._dataset[torch.arange(users) % len(valid._dataset)]  # ml-100k: 943 users, some twice
-    items = torch.randint(1, model.n_items, (users, candidates), generator=torch.Generator().manual_seed(0))
-    time_field = getattr(model, "TIME_SEQ", None)
+    if threads:
+        torch.set_num_threads(threads)
+    print_phase("data")
+    config, trainer, _, valid = pipeline(model, length)
+    net = trainer.model.eval()
+    dataset = valid._dataset
+    rows = dataset[torch.arange(max(users, requests + WARMUP)) % len(dataset)]
+    items = torch.randint(1, net.n_items, (len(rows), candidates), generator=torch.Generator().manual_seed(0))
+    print_phase("build")
+    with tempfile.TemporaryDirectory() as folder:
+        if backend.startswith("eager"):
+            score = eager_function(net, backend, rows)
+        else:
+            score = scorer_function(net, dataset, backend, threads, folder)
+        print_phase("latency")
+        latencies = []
+        for request in range(requests + WARMUP):
+            one = torch.tensor([request])
+            start = time.perf_counter()
+            score(rows[one], items[one])
+            if request >= WARMUP:
+                latencies.append(time.perf_counter() - start)
+        print_phase("throughput")
+        start = time.perf_counter()
+        for first in range(0, users, batch_users):
+            batch = torch.arange(first, min(first + batch_users, users))
+            score(rows[batch], items[batch])
+        seconds = time.perf_counter() - start
+    percentiles = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"model": model, "backend": backend, "requests": requests, "candidates": candidates, "users": users,
+            "batch_users": batch_users, "threads": torch.get_num_threads(),
+            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * percentiles[98],
+            "throughput_s": seconds, "pairs_per_s": users * candidates / seconds}
 
-    def eager(u):
-        return model.predict(rows_for(rows[u], model, items[u]))
 
-    def exported(u):
-        part = rows[u]
-        times = part[time_field].float() if time_field else torch.zeros(part[model.ITEM_SEQ].shape)
-        return program(part[model.USER_ID], part[model.ITEM_SEQ], part[model.ITEM_SEQ_LEN], times, items[u])
+def onnxruntime_version():
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
 
-    one = torch.arange(1)
-    batches = [torch.arange(s, s + batch_users) for s in range(0, users, batch_users)]
-    result = {"model": model_name}
-    for name, function in (("eager", eager), ("exported", exported)):
-        timed(lambda: function(one), 3)
-        result[f"{name}_latency_ms"] = 1000 * statistics.median(timed(lambda: function(one), 30))
-        result[f"{name}_throughput_s"] = sum(timed(lambda: [function(b) for b in batches]))
-    return result
+
+def table(results):
+    lines = ["| model | backend | p50 ms | p99 ms | 1,000 users x 100: s | pairs/s |", "|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['backend']} | {r['error']} | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['backend']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+                     f"| {r['throughput_s']:.2f} | {r['pairs_per_s']:,.0f} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["DIN", "DIEN", "DSIN"])
-    parser.add_argument("--output")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--requests", type=int, default=1000, help="latency: requests of one user (default 1000)")
+    parser.add_argument("--users", type=int, default=1000, help="throughput: users (default 1000)")
+    parser.add_argument("--candidates", type=int, default=100, help="candidates per user (default 100)")
+    parser.add_argument("--batch-users", type=int, default=100, help="throughput: users per call (default 100)")
+    parser.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: torch's default)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
+    parser.add_argument("--output", help="write the results as JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    import recbole_dien  # noqa: F401 - the RecBole shims
-
+    if args.child:
+        print_result(measure(**json.loads(args.child)))
+        return 0
     results = []
     for model in args.models:
-        results.append(measure(model))
-        print(json.dumps(results[-1]), flush=True)
-    print("| model | latency, 1 user x 100 candidates: eager / exported | 1,000 users x 100 candidates: eager / exported |")
-    print("|---|---|---|")
-    for r in results:
-        print(f"| {r['model']} | {r['eager_latency_ms']:.1f} ms / {r['exported_latency_ms']:.1f} ms "
-              f"| {r['eager_throughput_s']:.2f} s / {r['exported_throughput_s']:.2f} s |")
+        for backend in args.backends:
+            spec = {"model": model, "backend": backend, "requests": args.requests, "users": args.users,
+                    "candidates": args.candidates, "batch_users": args.batch_users, "threads": args.threads}
+            done = run_child(child_command(__file__, spec), timeout=args.timeout)
+            results.append(done.result if done.ok else {"model": model, "backend": backend, "error": done.error})
+            print(json.dumps(results[-1]), flush=True)
+    print(table(results))
     if args.output:
         with open(args.output, "w") as f:
-            json.dump({"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "results": results}, f, indent=1)
+            json.dump({"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "onnxruntime": onnxruntime_version(),
+                       "command": " ".join(sys.argv), "results": results}, f, indent=1)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

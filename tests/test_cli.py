@@ -61,3 +61,24 @@ def test_recbole_script_names_are_the_subcommands(tmp_path, script, command):
     assert shim.stdout.startswith(f"usage: {script}") and module.stdout.startswith(f"usage: recbole-dien {command}")
     # the same parser under two names: all but the usage lines are equal
     assert shim.stdout.partition("\n\n")[2] == module.stdout.partition("\n\n")[2]
+
+
+# what the README's commands write into the checkout by default: logs and checkpoints (run), search
+# results (tune: saved/tune/), synthetic data (--out data/), the exported program and the heatmap
+DEFAULT_OUTPUTS = ["log/DIN/DIN-ml-100k-now.log", "log_tensorboard/DIN-ml-100k-now/events", "saved/DIN-now.pth",
+                   "saved/tune/DIN-ml-100k.result", "saved/tune/DIN-ml-100k.result.md",
+                   "data/synthetic-1000000/synthetic-1000000.inter", "dien.pt2", "dien.pt2.json", "dien.onnx",
+                   "attention.png"]
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
+@pytest.mark.parametrize("path", DEFAULT_OUTPUTS)
+def test_the_readme_commands_leave_the_checkout_clean(path):
+    done = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT)
+    assert done.returncode == 0, f"{path} is not ignored: git status would list it"
+
+
+def test_tune_writes_its_results_under_saved():
+    from recbole_dien.quick_start.tuning import default_output_file
+
+    assert default_output_file("DIN", "ml-100k") in DEFAULT_OUTPUTS

@@ -55,3 +55,98 @@ def test_one_character_separators_reach_pandas_as_the_c_parser():
 
     _PandasWithCParser(Spy).read_csv("x", delimiter="\t", engine="python")
     assert calls == [{"delimiter": "\t", "engine": "c", "float_precision": "round_trip"}]
+
+
+# --- numpy 2 and pandas 3: the same dataset on every supported version -------------------------
+
+PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
+
+
+def write_dataset_with_gaps(root):
+    """Items with a missing brand (token), price (float) and genres (token_seq), users without an age."""
+    folder = root / "gaps"
+    folder.mkdir()
+    rows = ["user_id:token\titem_id:token\ttimestamp:float"]
+    rows += [f"{user}\t{item}\t{1000 + 10 * user + item}" for user in (1, 2, 3) for item in (1, 2, 3, 4)]
+    (folder / "gaps.inter").write_text("\n".join(rows) + "\n")
+    (folder / "gaps.item").write_text("item_id:token\tbrand:token\tprice:float\tgenre:token_seq\n"
+                                      "1\tacme\t2.0\ta b c\n2\t\t4.0\tb\n3\tacme\t\t\n4\tzeta\t9.0\tc a\n")
+    (folder / "gaps.user").write_text("user_id:token\tage:token\n1\t20\n2\t\n3\t30\n")
+    return str(root)
+
+
+@pytest.fixture
+def gaps_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = {"data_path": write_dataset_with_gaps(tmp_path), "load_col": None, "show_progress": False,
+                "checkpoint_dir": str(tmp_path / "saved")}
+    return Config("DIN", "gaps", config_dict=settings, cmd_args=[])
+
+
+def item_row(dataset, token):
+    return int(dataset.token2id(dataset.iid_field, token))
+
+
+def test_missing_values_are_imputed_as_recbole_means_them(gaps_dataset):
+    dataset = Dataset(gaps_dataset)  # RecBole's own dataset class, through the shims
+    items = dataset.item_feat
+    brand, price, genre = items["brand"], items["price"], items["genre"]
+    # token: [PAD] (0); float: the mean of the others (2, 4, 9); token_seq: empty
+    assert brand[item_row(dataset, "2")] == 0 and brand[item_row(dataset, "1")] != 0
+    assert price[item_row(dataset, "3")] == pytest.approx(5.0)
+    assert price[item_row(dataset, "4")] == pytest.approx(9.0)
+    assert dataset.user_feat["age"][int(dataset.token2id("user_id", "2"))] == 0
+    genre_lengths = {token: int((genre[item_row(dataset, token)] > 0).sum()) for token in "1234"}
+    assert genre_lengths == {"1": 3, "2": 1, "3": 0, "4": 2}  # per-row lengths kept through the remap
+    tokens = dataset.field2id_token["genre"]
+    assert [tokens[i] for i in genre[item_row(dataset, "4")] if i > 0] == ["c", "a"]
+
+
+@pytest.mark.skipif(not PANDAS_3, reason="pandas < 3 has no copy-on-write: RecBole's chained fillna still fills")
+def test_recboles_chained_fillna_fills_nothing_under_pandas_3(gaps_dataset):
+    """What the _fill_nan shim fixes: without it, the missing price stays NaN under pandas 3."""
+    dataset = Dataset(gaps_dataset)
+    frame = pd.DataFrame({"price": [1.0, None, 3.0]})
+    frame["price"].fillna(value=2.0, inplace=True)  # RecBole's call, dataset.py line 650
+    assert frame["price"].isna().sum() == 1
+    assert not dataset.item_feat["price"].isnan().any()
+
+
+@pytest.mark.skipif(not PANDAS_3, reason="pandas < 3 applies len per row in Series.agg (with a FutureWarning)")
+def test_series_agg_len_is_the_column_length_under_pandas_3():
+    """What the agg(len) shim fixes: RecBole's split points (dataset.py line 1217) need per-row lengths."""
+    from recbole_dien.compat import _agg_len_per_row
+
+    column = pd.Series([[1, 2, 3], [4]])
+    assert column.agg(len) == 2
+    assert _agg_len_per_row(lambda: column.agg(len).tolist())() == [3, 1]
+    assert column.agg(len) == 2  # pandas' own again afterwards
+
+
+def test_empty_sequence_cells_are_empty_strings_before_recbole_splits_them(tmp_path):
+    from recbole_dien.compat import _PandasWithCParser
+
+    path = tmp_path / "x.item"
+    path.write_text("item_id:token\tgenre:token_seq\tprice:float\n1\ta b\t\n2\t\t3.5\n")
+    frame = _PandasWithCParser(pd).read_csv(path, delimiter="\t", engine="python", dtype={"genre:token_seq": str})
+    assert frame["genre:token_seq"].tolist() == ["a b", ""]
+    assert frame["price:float"].isna().tolist() == [True, False]  # other columns keep their NaN for _fill_nan
+    if PANDAS_3:  # without the shim, RecBole's chained fillna leaves the NaN that str.split then fails on
+        plain = pd.read_csv(path, delimiter="\t", dtype={"genre:token_seq": str})
+        plain["genre:token_seq"].fillna(value="", inplace=True)
+        assert plain["genre:token_seq"].isna().sum() == 1
+
+
+def test_recboles_numpy_aliases_come_from_names_numpy_1_and_2_share(gaps_dataset):
+    import numpy as np
+    from recbole.config import Config as RecBoleConfig
+
+    assert (np.float, np.int, np.bool, np.complex, np.object, np.str, np.long, np.unicode) == (
+        np.float64, np.int_, np.bool_, np.complex128, np.object_, np.str_, np.int_, np.str_)
+    original = RecBoleConfig.compatibility_settings.__wrapped__  # RecBole's own, configurator.py 625-635
+    if int(np.__version__.split(".")[0]) >= 2:
+        with pytest.raises(AttributeError, match="np.float_"):
+            original(gaps_dataset)
+    else:
+        original(gaps_dataset)
+        assert np.float is np.float64

@@ -59,13 +59,18 @@ def main(argv=None, prog="recbole-dien benchmark"):
         return report(parser, error)
     import yaml
 
+    from recbole_dien.config.parsing import SettingsLoader
+
     overrides = {"stopping_step": CONVERGED_STOPPING_STEP}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or key in RESERVED_SETTINGS:
             reason = f"set by the runner; use {RESERVED_SETTINGS[key]}" if sep else "expected KEY=VALUE"
             return report(parser, f"--set {item}: {reason}")
-        overrides[key] = yaml.safe_load(value)
+        try:  # YAML's safe loader, aliases bounded
+            overrides[key] = yaml.load(value, Loader=SettingsLoader)
+        except (yaml.YAMLError, RecBoleDienError) as error:
+            return report(parser, f"--set {item}: {str(error).splitlines()[0]}")
     run_suite(
         models=args.models,
         protocols=args.protocols or (["default"] if args.quick else PROTOCOLS),

@@ -1,10 +1,10 @@
 """RecBole's ``Config`` with the plugin's model lookup and YAML defaults."""
 import os
 
-import yaml
 from recbole.config import Config as RecBoleConfig
 
 import recbole_dien.config.knobs as knobs
+from recbole_dien.config import parsing
 from recbole_dien.trainer import distributed
 from recbole_dien.utils.errors import ConfigError, RecBoleDienError
 from recbole_dien.utils.resources import available_protocols, dataset_config_file, props_file
@@ -12,8 +12,9 @@ from recbole_dien.utils import get_model, is_plugin_model
 
 
 def parse_overrides(args):
-    """``--key=value`` arguments as ``{key: value}`` (strings, as RecBole reads its command line);
-    one :class:`ConfigError` line for anything else."""
+    """``--key=value`` arguments as ``{key: value}`` (strings, as RecBole reads its command line;
+    :meth:`Config._convert_config_dict` types them without evaluating anything); one
+    :class:`ConfigError` line for anything else."""
     overrides = {}
     for arg in args or []:
         key, sep, value = arg[2:].partition("=")
@@ -37,7 +38,11 @@ class Config(RecBoleConfig):
     training objective and all with the same split and evaluation.
 
     Every setting a run uses is checked once the config is complete (:mod:`recbole_dien.config.knobs`):
-    a wrong type, range or value stops here with one :class:`ConfigError` line.
+    a wrong type, range or value stops here with one :class:`ConfigError` line. No string is
+    evaluated: command-line values and strings of ``config_dict`` are typed as literals, YAML files
+    are read with a safe loader that bounds alias expansion (:mod:`recbole_dien.config.parsing`). A key
+    that neither RecBole nor the plugin knows is one warning line naming the closest known key
+    (an error with ``strict_settings: True``).
 
     Args:
         model: a model name (``DIN`` is this package's, ``recbole.DIN`` RecBole's) or a model class.
@@ -47,7 +52,13 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = cmd_args
         super().__init__(model, dataset, config_file_list, config_dict)
+        knobs.check_known_keys(self)
         knobs.validate_run(self)
+
+    # no string is evaluated, no YAML tag builds an object (RecBole's own Config gets the same
+    # through recbole_dien.compat)
+    _convert_config_dict = parsing.convert_config_dict
+    _build_yaml_loader = parsing.build_yaml_loader
 
     @classmethod
     def from_final_config_dict(cls, final_config_dict, model_class, parameters=None):
@@ -64,6 +75,9 @@ class Config(RecBoleConfig):
         config.model, config.model_class = final_config_dict["model"], model_class
         config.dataset = final_config_dict["dataset"]
         config.final_config_dict = dict(final_config_dict)
+        # a loaded config never saves or reads saved data (see recbole_dien.data.utils)
+        config.final_config_dict.update({key: None if key.endswith("_path") else False
+                                         for key in knobs.SAVED_DATA_SETTINGS})
         knobs.validate_run(config)
         return config
 
@@ -78,17 +92,17 @@ class Config(RecBoleConfig):
             super()._init_device()
 
     def _load_config_files(self, file_list):
+        settings = {}
         for path in file_list or []:
             if not os.path.isfile(path):
                 raise ConfigError(f"config file {path} does not exist (--config_files takes space-separated paths)")
-        try:
-            return super()._load_config_files(file_list)
-        except yaml.YAMLError as error:
-            where = getattr(error, "problem_mark", None)
-            line = f" line {where.line + 1}" if where else ""
-            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            raise ConfigError(f"config file {where.name if where else file_list}{line} is not valid YAML: "
-                              f"{problem}") from None
+            settings.update(parsing.load_yaml_file(path))
+        return settings
+
+    def _update_internal_config_dict(self, file):
+        config_dict = parsing.load_yaml_file(file)
+        self.internal_config_dict.update(config_dict)
+        return config_dict
 
     def _load_cmd_line(self):
         if self._cmd_args is None:

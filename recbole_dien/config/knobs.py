@@ -18,12 +18,12 @@ The part in parentheses is the knob's spec: ``int``, ``float`` (an int is accept
 :data:`GENERAL_KNOBS` declares RecBole's general settings (and the plugin's data settings) the same way; :func:`validate` checks a
 config against both, and the cross-setting rules no single spec can state.
 """
+import logging
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-import yaml
-
+from recbole_dien.config import parsing
 from recbole_dien.utils.errors import ConfigError
 from recbole_dien.utils.resources import props_file
 
@@ -37,6 +37,13 @@ _OPERATORS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a
 GENERAL_KNOBS = {
     # what a missing float feature value does: stop the run (naming it) or take the column mean
     "missing_float_values": "str: error | mean",
+    # what a row with the wrong number of fields does: stop the run (naming its line) or leave it
+    # out (counted and logged, with the first lines)
+    "malformed_rows": "str: error | skip",
+    # whether a setting neither RecBole nor the plugin knows stops the run (else: one warning line)
+    "strict_settings": "bool",
+    # seconds a multi-process run waits for its peers (joining, and each collective step)
+    "ddp_timeout": "float > 0",
     # the sequential data path (recbole_dien.data.lean): ~ = lean for the plugin's models,
     # RecBole's SequentialDataset for RecBole's; True = lean also for RecBole's plain sequential
     # models; False = RecBole's for every model
@@ -171,6 +178,20 @@ def validate(config, model_name=None, values=None):
         if key in config and key not in knobs:
             check_value(key, config[key], spec, "docs/configuration.md")
     _check_device(config)
+    _check_no_saved_data(config)
+    _check_evaluated_settings(config)
+
+
+def check_known_keys(config):
+    """Warn, one line each, about the settings given to ``config`` (files, ``config_dict``, command
+    line) that neither RecBole nor recbole-dien knows, naming the closest known key; with
+    ``strict_settings: True`` the first one stops the run instead."""
+    model_keys = set(model_knobs(config.model)) if getattr(config, "model", None) else set()
+    problems = parsing.unknown_key_problems(config.external_config_dict, also_known=set(GENERAL_KNOBS) | model_keys)
+    if problems and config["strict_settings"] is True:
+        raise ConfigError(f"{problems[0]} (strict_settings: True stops on unknown settings)")
+    for problem in problems:
+        logging.getLogger("recbole_dien").warning(f"{problem}; set strict_settings: True to stop on it")
 
 
 def validate_run(config):
@@ -178,6 +199,33 @@ def validate_run(config):
     from recbole_dien.utils.utils import is_plugin_model
 
     validate(config, config.model if is_plugin_model(config.model_class) else None)
+
+
+# RecBole's settings that save datasets / dataloaders as pickles, or read them back
+SAVED_DATA_SETTINGS = ("save_dataset", "save_dataloaders", "dataset_save_path", "dataloaders_save_path")
+
+
+def _check_no_saved_data(config):
+    for key in SAVED_DATA_SETTINGS:
+        if key in config and config[key]:
+            raise ConfigError(f"{key}={config[key]!r}: RecBole saves datasets and dataloaders as pickles, and "
+                              "unpickling a file can run code, so recbole-dien neither writes nor reads them (a run "
+                              "builds its data from the atomic files); remove the setting")
+
+
+def _check_evaluated_settings(config):
+    """RecBole's KD_DAGFM builds its teacher with ``eval(config['teacher'])``: only the name of one of
+    RecBole's context-aware models may reach it."""
+    model_class = getattr(config, "model_class", None)
+    teacher = config["teacher"] if "teacher" in config else None
+    if getattr(model_class, "__name__", None) != "KD_DAGFM" or teacher is None:
+        return
+    import recbole.model.context_aware_recommender as context_aware
+
+    if not (isinstance(teacher, str) and teacher.isidentifier() and isinstance(getattr(context_aware, teacher, None),
+                                                                                type)):
+        raise ConfigError(f"invalid setting teacher={teacher!r}: it must name one of RecBole's context-aware models "
+                          "(e.g. DCNV2); RecBole evaluates it as Python code")
 
 
 def _check_device(config):
@@ -196,12 +244,8 @@ def model_hyperparameters(config, model_name):
     (which never loads ``props/``): knobs the config lacks fall back to the documented defaults.
     Every value is checked against its declaration (:func:`validate`).
     """
-    from recbole.config import Config as RecBoleConfig
-
-    # RecBole's YAML loader, so values parse exactly as they do in a Config (e.g. 1e-3 as a float).
-    loader = RecBoleConfig._build_yaml_loader(None)
-    with open(props_file(model_name), encoding="utf-8") as f:
-        defaults = yaml.load(f, Loader=loader) or {}
+    # the loader a Config reads YAML with, so values parse exactly as they do there (1e-3 a float)
+    defaults = parsing.load_yaml_file(props_file(model_name))
     values = {key: (config[key] if key in config else value) for key, value in defaults.items()}
     validate(config, model_name, values)
     return values

@@ -7,8 +7,12 @@ number, a file with a header only in "Some feat is empty", and NaN / inf in a fl
 the first problem stops the run with one :class:`~recbole_dien.utils.errors.DatasetError` line naming
 the file, the line (or column) and the fix:
 
-* the file exists and is not empty, its header is ``field:type`` with RecBole's types;
-* every line has as many fields as the header (blank lines are skipped, as RecBole does);
+* the file exists and is not empty, and it is text in the configured ``encoding`` (UTF-8 by
+  default): a byte that does not decode is named with its line and byte offset;
+* its header is ``field:type`` with RecBole's types;
+* every line has as many fields as the header (blank lines are skipped, as RecBole does); with
+  ``malformed_rows: skip`` such rows are left out instead (counted and logged) - of the check and of
+  the rows RecBole reads (:func:`lines_to_leave_out`, which :mod:`recbole_dien.compat` consults);
 * the file has rows;
 * every loaded ``float`` column parses as numbers and holds no NaN / inf. A missing value (an empty
   field, ``nan``) stops the run unless ``missing_float_values: mean`` lets RecBole impute the
@@ -17,6 +21,8 @@ the file, the line (or column) and the fix:
 The scans are vectorised (numpy over the file's bytes, pandas' C parser for float columns), so
 checking costs a small fraction of RecBole's own read.
 """
+import io
+import logging
 import os
 
 import numpy as np
@@ -28,6 +34,8 @@ from recbole_dien.utils.errors import DatasetError
 ATOMIC_SOURCES = ("inter", "user", "item")
 _CHUNK_BYTES = 64 << 20     # bytes compared at once when looking for line ends
 _CHUNK_LINES = 1 << 19      # lines whose separators are counted at once
+# path -> (size, mtime, 0-based file line numbers) of the rows left out under malformed_rows: skip
+_LEFT_OUT = {}
 
 
 def atomic_file(config, source):
@@ -57,8 +65,15 @@ def read_header(path, config):
     if os.path.getsize(path) == 0:
         raise DatasetError(f"{path} is empty: an atomic file starts with a header line such as "
                            "'user_id:token<TAB>item_id:token<TAB>timestamp:float'")
-    with open(path, encoding=config["encoding"] or "utf-8") as f:
-        header = f.readline().rstrip("\r\n")
+    encoding = config["encoding"] or "utf-8"
+    with open(path, "rb") as f:
+        raw = f.readline()
+    try:
+        header = raw.decode(encoding).rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        raise DatasetError(_decode_problem(path, encoding, error.start, 1, raw[error.start])) from None
+    except LookupError:
+        raise DatasetError(f"encoding={encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1)") from None
     fields = []
     for column in header.split(config["field_separator"]):
         field, sep, kind = column.partition(":")
@@ -94,12 +109,41 @@ def _line_starts(data):
     return starts[1:], ends[1:]
 
 
-def scan_field_counts(path, separator, expected):
-    """Check that every non-blank line after the header has ``expected`` fields; return the
-    0-based line numbers of the blank lines and the number of rows."""
-    separator_bytes = separator.encode()
+def _decode_problem(path, encoding, offset, line, byte):
+    return (f"{path}, line {line}, byte offset {offset}: byte 0x{byte:02x} is not {encoding} text; save the file as "
+            f"{encoding}, or set encoding to the file's own (e.g. encoding: latin-1)")
+
+
+def check_encoding(path, data, starts, encoding):
+    """Every byte of ``data`` (the file ``path``) decodes in ``encoding``; else one line naming the
+    line and byte offset of the first one that does not. ``starts``: the offsets of lines 2, 3, ..."""
+    ascii_compatible = "\n\t,:".encode(encoding) == b"\n\t,:"
+    if ascii_compatible and len(starts):
+        # cut at line starts: in an ASCII-compatible encoding no character spans a newline byte
+        wanted = np.searchsorted(starts, np.arange(_CHUNK_BYTES, len(data), _CHUNK_BYTES))
+        cuts = np.unique(np.concatenate([[0], starts[wanted[wanted < len(starts)]], [len(data)]]))
+    else:
+        cuts = np.array([0, len(data)])
+    for begin, end in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        chunk = data[begin:end]
+        if ascii_compatible and not np.any(chunk >= 0x80):
+            continue  # ASCII bytes are the same characters in every such encoding
+        try:
+            chunk.tobytes().decode(encoding)
+        except UnicodeDecodeError as error:
+            offset = begin + error.start
+            line = 1 + int(np.searchsorted(starts, offset, side="right"))
+            raise DatasetError(_decode_problem(path, encoding, offset, line, int(data[offset]))) from None
+
+
+def scan_field_counts(path, separator, expected, encoding="utf-8", leave_out=False):
+    """Check that every non-blank line after the header has ``expected`` fields (and decodes in
+    ``encoding``); return the 0-based line numbers (after the header) of the blank lines, the
+    number of rows, and those of the malformed lines left out (``leave_out``; else they stop the run)."""
+    separator_bytes = separator.encode(encoding)
     data = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) else np.zeros(0, np.uint8)
     starts, ends = _line_starts(data)
+    check_encoding(path, data, starts, encoding)
     ends = ends - ((ends > starts) & (data[np.maximum(ends - 1, 0)] == 13))  # CRLF files
     blank = np.flatnonzero(ends == starts)
     rows = len(starts) - len(blank)
@@ -116,69 +160,158 @@ def scan_field_counts(path, separator, expected):
                 counts[first:first + len(s)] = running[e - s[0]] - running[s - s[0]]
     fields = counts + 1
     wrong = np.flatnonzero((fields != expected) & (ends > starts))
-    if len(wrong):
+    if len(wrong) and not leave_out:
         line = int(wrong[0]) + 2
         more = f" ({len(wrong) - 1} more lines too)" if len(wrong) > 1 else ""
         raise DatasetError(f"{path}, line {line}: {int(fields[wrong[0]])} fields where the header has {expected}"
                            f"{more}; every row needs one value per header column, separated by "
-                           f"{separator!r} (an empty value is allowed)")
-    return blank, rows
+                           f"{separator!r} (an empty value is allowed), or set malformed_rows: skip to leave such "
+                           "rows out")
+    return blank, rows - len(wrong), wrong
 
 
-def check_float_columns(path, config, header, columns, blank_lines):
+def _kept_lines(rows, left_out):
+    """The 0-based line numbers (after the header) of ``rows`` rows read with ``left_out`` skipped."""
+    return np.delete(np.arange(rows + len(left_out)), left_out)[:rows]
+
+
+def check_float_columns(path, config, header, columns, blank_lines, left_out=()):
     """Every value of the float ``columns`` parses and is finite (missing values: see
-    ``missing_float_values``)."""
+    ``missing_float_values``). ``left_out``: 0-based line numbers (after the header) of rows not read."""
     if not columns:
         return
     impute = config["missing_float_values"] == "mean"
     separator = config["field_separator"]
+    left_out = np.asarray(left_out, dtype=np.int64)
     read = dict(sep=separator, usecols=[f"{c}:float" for c in columns], header=0,
                 encoding=config["encoding"] or "utf-8", skip_blank_lines=False,
                 engine="c" if len(separator) == 1 else "python")  # pandas' C parser takes one character
+
+    def source():
+        return without_lines(path, (left_out + 1).tolist()) if len(left_out) else path
+
     try:
-        frame = pd.read_csv(path, dtype={f"{c}:float": np.float64 for c in columns}, **read)
+        frame = pd.read_csv(source(), dtype={f"{c}:float": np.float64 for c in columns}, **read)
     except ValueError:
         frame = None
-    real = np.ones(0, bool)
+    real, row_lines = np.ones(0, bool), np.zeros(0, np.int64)
     for column in columns:
         if frame is None or frame[f"{column}:float"].dtype != np.float64:
-            text = pd.read_csv(path, dtype=str, keep_default_na=False, **read)[f"{column}:float"]
+            text = pd.read_csv(source(), dtype=str, keep_default_na=False, **read)[f"{column}:float"]
             parsed = pd.to_numeric(text.str.strip().replace({"": "nan"}), errors="coerce")
             bad = np.flatnonzero(parsed.isna().to_numpy() & ~text.str.strip().str.lower().isin(
                 ["", "nan", "na", "n/a", "null", "none", "-nan"]).to_numpy())
             if len(bad):
-                line = int(bad[0]) + 2
+                line = int(_kept_lines(len(text), left_out)[bad[0]]) + 2
                 raise DatasetError(f"{path}, line {line}, column '{column}' (float): {text.iloc[bad[0]]!r} is not a "
                                    f"number; fix the value, or declare the column '{column}:token' if it is a label")
             values = parsed.to_numpy(dtype=np.float64)
         else:
             values = frame[f"{column}:float"].to_numpy()
         if len(real) != len(values):
-            real = np.ones(len(values), bool)
-            real[blank_lines[blank_lines < len(values)]] = False
+            row_lines = _kept_lines(len(values), left_out)
+            real = ~np.isin(row_lines, blank_lines)
         infinite = np.flatnonzero(np.isinf(values) & real)
         if len(infinite):
-            raise DatasetError(f"{path}, line {int(infinite[0]) + 2}, column '{column}' (float): {values[infinite[0]]} "
-                               "is not finite; replace it with a finite number (inf is never imputed)")
+            raise DatasetError(f"{path}, line {int(row_lines[infinite[0]]) + 2}, column '{column}' (float): "
+                               f"{values[infinite[0]]} is not finite; replace it with a finite number (inf is never "
+                               "imputed)")
         missing = np.flatnonzero(np.isnan(values) & real)
         if len(missing) and not impute:
-            raise DatasetError(f"{path}, line {int(missing[0]) + 2}, column '{column}' (float) has no value "
+            raise DatasetError(f"{path}, line {int(row_lines[missing[0]]) + 2}, column '{column}' (float) has no value "
                                f"({len(missing)} rows in all); fill it in, or set missing_float_values: mean to use "
                                "the column mean (RecBole's imputation)")
 
 
+def _file_signature(path):
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns
+
+
+def lines_to_leave_out(path):
+    """The 0-based line numbers of ``path`` (header = 0) that the last check left out under
+    ``malformed_rows: skip``, or None; RecBole's reader skips them (:mod:`recbole_dien.compat`)."""
+    entry = _LEFT_OUT.get(os.path.realpath(path))
+    if entry is None or not os.path.isfile(path) or entry[0] != _file_signature(path):
+        return None
+    return list(entry[1])
+
+
+class _LinesLeftOut(io.RawIOBase):
+    """A file's bytes without some of its lines (0-based numbers, blank lines counted): what pandas
+    reads instead of the file, since its ``skiprows`` counts lines differently per parser."""
+
+    def __init__(self, path, lines):
+        super().__init__()
+        self._file, self._skip, self._number, self._pending = open(path, "rb"), set(lines), 0, b""
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while not self._pending:
+            line = self._file.readline()
+            if not line:
+                return 0
+            if self._number not in self._skip:
+                self._pending = line
+            self._number += 1
+        size = min(len(buffer), len(self._pending))
+        buffer[:size], self._pending = self._pending[:size], self._pending[size:]
+        return size
+
+    def close(self):
+        self._file.close()
+        super().close()
+
+
+def without_lines(path, lines):
+    """A binary file object of ``path`` without ``lines`` (0-based, header = 0)."""
+    return io.BufferedReader(_LinesLeftOut(path, lines), buffer_size=1 << 20)
+
+
+class PandasLeavingOutLines:
+    """``pandas`` as RecBole's dataset module sees it while it reads one file: ``read_csv`` reads it
+    without ``lines``."""
+
+    def __init__(self, pandas, lines):
+        self._pandas, self._lines = pandas, list(lines)
+
+    def __getattr__(self, name):
+        return getattr(self._pandas, name)
+
+    def read_csv(self, path, *args, **kwargs):
+        with without_lines(path, self._lines) as stream:
+            return self._pandas.read_csv(stream, *args, **kwargs)
+
+
+def _leave_out(path, wrong):
+    """Record (and log) the malformed rows of ``path`` that RecBole will not read."""
+    key = os.path.realpath(path)
+    if not len(wrong):
+        _LEFT_OUT.pop(key, None)
+        return
+    _LEFT_OUT[key] = (_file_signature(path), tuple(int(i) + 1 for i in wrong))
+    first = ", ".join(str(int(i) + 2) for i in wrong[:5]) + (", ..." if len(wrong) > 5 else "")
+    logging.getLogger().warning(f"{path}: left out {len(wrong)} malformed rows (lines {first}), as "
+                                "malformed_rows: skip asks")
+
+
 def check_atomic_files(config):
     """Check every atomic file the config loads (see the module docstring)."""
+    leave_out = config["malformed_rows"] == "skip"
     for source, path in loaded_atomic_files(config):
         header = read_header(path, config)
         fields = loaded_fields(config, source, header)
-        blank, rows = scan_field_counts(path, config["field_separator"], len(header))
+        blank, rows, wrong = scan_field_counts(path, config["field_separator"], len(header),
+                                               config["encoding"] or "utf-8", leave_out)
+        _leave_out(path, wrong)
         if rows == 0 and fields:
             raise DatasetError(f"{path} has a header but no rows: add the {source} rows, "
                                + ("or point data_path at the right folder" if source == "inter"
                                   else f"or leave '{source}' out of load_col"))
         kinds = dict(header)
-        check_float_columns(path, config, header, [f for f in fields if kinds[f] == FeatureType.FLOAT], blank)
+        check_float_columns(path, config, header, [f for f in fields if kinds[f] == FeatureType.FLOAT], blank, wrong)
 
 
 def check_dataset(config):

@@ -101,6 +101,12 @@ class LeanSequentialDataset(SequentialDataset):
         if not self.lean:
             super().data_augmentation()
             return
+        self.build_lean_rows()
+
+    def build_lean_rows(self):
+        """The rows of :meth:`data_augmentation`'s lean path: the log sorted by (user, time) kept
+        flat in ``history_log``, each row its interaction's columns, its history's start in that
+        log and its length."""
         self.logger.debug("data_augmentation (lean: histories gathered per batch)")
         self._aug_presets()
         self._check_field("uid_field", "time_field")
@@ -127,7 +133,14 @@ class LeanSequentialDataset(SequentialDataset):
         steps = torch.arange(self.max_item_list_len)
         real = steps < length.unsqueeze(1)                                         # [B, L]
         positions = torch.where(real, start.unsqueeze(1) + steps, 0)               # padding reads row 0, zeroed below
+        return self.rows_with_histories(rows, positions, real, list_fields)
+
+    def rows_with_histories(self, rows, positions, real, list_fields=None, lengths=None):
+        """``rows`` with the list fields read from ``history_log`` at ``positions`` [B, W] (zero
+        where ``real`` [B, W] is False), and ``lengths`` [B] as their length if given."""
         columns = {field: value for field, value in rows.interaction.items() if field != HISTORY_START}
+        if lengths is not None:
+            columns[self.item_list_length_field] = lengths
         for list_field in list_fields or self.list_sources:
             values = self.history_log[self.list_sources[list_field]][positions]    # [B, L, ...]
             mask = real.view(real.shape + (1,) * (values.dim() - 2))

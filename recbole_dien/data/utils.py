@@ -1,4 +1,15 @@
-"""Dataset creation: the data files checked first, then plugin-first dataset classes."""
+"""Dataset creation: the data files checked first, then plugin-first dataset classes; no saved
+dataset or dataloader is ever unpickled.
+
+RecBole's ``create_dataset`` and ``data_preparation`` (``load_split_dataloaders``) unpickle
+``<checkpoint_dir>/<dataset>-<DatasetClass>.pth``, ``<checkpoint_dir>/<dataset>-for-<Model>-dataloader.pth``,
+``dataset_save_path`` and ``dataloaders_save_path`` whenever such a file exists, and unpickling a
+file can run any code it names. :class:`RefusingPickle` is the ``pickle`` module as
+``recbole.data.utils`` sees it once recbole_dien is imported (:mod:`recbole_dien.compat`): its
+``load`` refuses, in one line naming the file, without reading a byte of it. The plugin offers no
+saved datasets or dataloaders (a run builds them from the atomic files), so ``save_dataset``,
+``save_dataloaders`` and the two paths are refused as settings (:mod:`recbole_dien.config.knobs`).
+"""
 import importlib
 
 from recbole.data import create_dataset as recbole_create_dataset
@@ -7,12 +18,39 @@ from recbole.utils import ModelType
 import recbole_dien.data.dataset as plugin_datasets
 from recbole_dien.data.checks import check_dataset
 from recbole_dien.data.lean import LeanSequentialDataset, lean_requested
-from recbole_dien.utils.errors import ConfigError
+from recbole_dien.utils.errors import ConfigError, DatasetError
 from recbole_dien.utils import is_plugin_model
 
 
 # RecBole's sequential models that read list columns from dataset.inter_feat: RecBole's path only
 NEEDS_RECBOLES_PATH = ("FEARec",)
+
+
+def refusal(path):
+    """The one line refusing to unpickle ``path``."""
+    return (f"refused to read {path}: it would be unpickled (RecBole saves datasets and dataloaders as pickles, "
+            "and unpickling a file can run any code), and recbole-dien never unpickles saved data. Delete the file, "
+            "or point checkpoint_dir elsewhere: the run builds its data from the atomic files")
+
+
+class RefusingPickle:
+    """The ``pickle`` module for ``recbole.data.utils``: dumping as before, every load refused with
+    one :class:`DatasetError` line naming the file."""
+
+    def __init__(self, pickle_module):
+        self._pickle = pickle_module
+
+    def __getattr__(self, name):
+        return getattr(self._pickle, name)
+
+    def load(self, file, *args, **kwargs):
+        raise DatasetError(refusal(getattr(file, "name", file)))
+
+    def loads(self, data, *args, **kwargs):
+        raise DatasetError(refusal("the data given"))
+
+    def Unpickler(self, file, *args, **kwargs):  # noqa: N802 - pickle's own name
+        raise DatasetError(refusal(getattr(file, "name", file)))
 
 
 def _recbole_builds_plain_sequential(config):
@@ -43,10 +81,4 @@ def create_dataset(config):
     dataset_class = plugin_dataset_class(config)
     if dataset_class is None:
         return recbole_create_dataset(config)
-    if config["dataset_save_path"]:
-        raise ConfigError(f"dataset_save_path: recbole-dien builds {config['model']}'s dataset from the atomic files "
-                          "and never unpickles a saved one (a pickle can run code); remove the setting")
-    dataset = dataset_class(config)
-    if config["save_dataset"]:
-        dataset.save()
-    return dataset
+    return dataset_class(config)

@@ -34,10 +34,12 @@ class AttentionCTRRecommender(SequentialRecommender):
         self.LABEL_FIELD = config["LABEL_FIELD"]
         self.full_sort_chunk_elements = hp["full_sort_chunk_elements"]
         self.item_embedding = FeatureEmbedding(dataset, "item", hp["embedding_size"],
-                                               token_seq_pooling=hp["pooling_mode"])
+                                               token_seq_pooling=hp["pooling_mode"],
+                                               unknown_id_dropout=hp["unknown_id_dropout"])
         self.user_embedding = FeatureEmbedding(dataset, "user", hp["embedding_size"],
                                                include_id=hp["user_id_feature"],
-                                               token_seq_pooling=hp["pooling_mode"])
+                                               token_seq_pooling=hp["pooling_mode"],
+                                               unknown_id_dropout=hp["unknown_id_dropout"])
         self.loss_fct = nn.BCEWithLogitsLoss()
 
     def check_batch_statistics(self, config):

@@ -23,8 +23,10 @@ counts padded steps). Each history counts once, although RecBole's point-wise tr
 in a positive and in sampled-negative rows. The authors' auxiliary net starts with a BatchNorm; it
 is left out here, so that padded steps and the batch mix cannot affect the loss.
 
-Interest evolving layer (section 4.3): attention of the candidate on each interest state,
-:math:`a_t = \mathrm{softmax}_t(\mathrm{MLP}([e_a, h_t, e_a - h_t, e_a \odot h_t]))` over the real steps, then
+Interest evolving layer (section 4.3): attention of the candidate on each interest state over
+the real steps, either the authors' code's (``attention_type: mlp``, the default), DIN's
+activation unit :math:`a_t = \mathrm{softmax}_t(\mathrm{MLP}([e_a, h_t, e_a - h_t, e_a \odot h_t]))`,
+or the paper's eq. 8 (``attention_type: bilinear``), :math:`a_t = \mathrm{softmax}_t(h_t W e_a)`; then
 an attention-steered GRU (AUGRU by default, eq. 7-8; see
 :class:`~recbole_dien.model.layers.InterestEvolution`) whose state at the last real step is the
 evolved interest :math:`h'_T`.
@@ -39,8 +41,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
-from recbole_dien.model.layers import (MLP, ActivationUnit, InterestEvolution, activation_layer, gru_step,
-                                       masked_softmax, packed_gru_states, packed_softmax, sequence_mask,
+from recbole_dien.model.layers import (MLP, ActivationUnit, BilinearAttention, InterestEvolution, activation_layer,
+                                       gru_step, masked_softmax, packed_gru_states, packed_softmax, sequence_mask,
                                        time_major_positions)
 
 
@@ -55,6 +57,7 @@ class DIEN(AttentionCTRRecommender):
         self.NEG_ITEM_SEQ = config["NEG_PREFIX"] + self.ITEM_SEQ
         self.alpha = hp["alpha"]
         self.attention_softmax = hp["attention_softmax"]
+        self.attention_type = hp["attention_type"]
         self.history_sum_features = hp["history_sum_features"]
 
         item_size, user_size = self.item_embedding.output_size, self.user_embedding.output_size
@@ -71,9 +74,13 @@ class DIEN(AttentionCTRRecommender):
             MLP(aux_sizes, hp["aux_activation"]),
             nn.Linear(aux_sizes[-1], 1),
         )
-        # the attention compares the candidate with interest states: same width needed
-        self.query_projection = nn.Identity() if hidden == item_size else nn.Linear(item_size, hidden)
-        self.attention = ActivationUnit(hidden, hp["attention_mlp_sizes"], hp["attention_activation"])
+        if self.attention_type == "bilinear":  # h_t W e_a: W [H, D] maps the candidate to the states' width
+            self.query_projection = nn.Identity()
+            self.attention = BilinearAttention(item_size, hidden)
+        else:  # mlp (props/DIEN.yaml's knobs are validated before the model is built)
+            # the activation unit compares the candidate with interest states: same width needed
+            self.query_projection = nn.Identity() if hidden == item_size else nn.Linear(item_size, hidden)
+            self.attention = ActivationUnit(hidden, hp["attention_mlp_sizes"], hp["attention_activation"])
         self.interest_evolution = InterestEvolution(hidden, hidden, hp["gru_type"], hp["augru_variant"])
 
         mlp_input = hidden + item_size + user_size + (2 * item_size if self.history_sum_features else 0)
@@ -169,11 +176,16 @@ class DIEN(AttentionCTRRecommender):
         steps, sorted_pairs, batch_sizes = time_major_positions(interests["lengths"][index[order]])
         pairs = order[sorted_pairs]                                                 # [M]
         positions = interests["position"][index[pairs], steps]                      # [M]
-        query = self.query_projection(target)                                       # [R, H]
+        query = self.query_projection(target)                                       # [R, H] (bilinear: [R, D])
         # index_select, not x[index]: its backward is a fast index_add, not an accumulating index_put
-        scores = self.attention.score_projected(query.index_select(0, pairs), interests["states"].index_select(0, positions),
-                                                self.attention.project_query(query).index_select(0, pairs),
-                                                interests["attention_keys"].index_select(0, positions))   # [M]
+        query_terms = self.attention.project_query(query).index_select(0, pairs)   # [M, A]
+        key_terms = interests["attention_keys"].index_select(0, positions)          # [M, A]
+        if self.attention_type == "bilinear":  # h_t . (W e_a): the projections are all it needs
+            scores = self.attention.score_projected(None, None, query_terms, key_terms)                  # [M]
+        else:
+            scores = self.attention.score_projected(query.index_select(0, pairs),
+                                                    interests["states"].index_select(0, positions),
+                                                    query_terms, key_terms)                              # [M]
         # without softmax the scores still steer gates, so they are squashed into (0, 1)
         attention = packed_softmax(scores, pairs, len(target)) if self.attention_softmax else torch.sigmoid(scores)
         return {"order": order, "steps": steps, "pairs": pairs, "positions": positions,
@@ -275,7 +287,7 @@ class DIEN(AttentionCTRRecommender):
         keys = interests["attention_keys"]                                           # [N, A]
         inputs = interests["evolution_inputs"]                                       # [N, 3H] (AGRU / AUGRU)
         all_items = self.item_embedding(torch.arange(self.n_items, device=states.device))
-        widest = max(3 * states.shape[-1], self.attention.input_layer.out_features)  # per (state, candidate)
+        widest = max(3 * states.shape[-1], self.attention.pair_width)               # per (state, candidate)
         chunk = self.full_sort_chunk(max(len(states), n_users) * widest)
         unsort = torch.argsort(interests["order"])
         logits = []

@@ -27,8 +27,9 @@ Loss: binary cross-entropy, plus optionally the mini-batch aware L2 of section 4
 
     \frac{\lambda}{2} \sum_{j \in B} \frac{\lVert w_j \rVert_2^2}{n_j},
 
-over the embedding rows j used by the mini-batch B, where :math:`n_j` is how often row j occurs
-in the training data (``mini_batch_l2`` = λ).
+over the embedding rows j used by the mini-batch B - the ids of its real behaviours and
+candidates and their side features, each row once; never the padding - where :math:`n_j` is how
+often row j occurs in the training data (``mini_batch_l2`` = λ).
 """
 import torch
 import torch.nn as nn
@@ -136,7 +137,9 @@ class DIN(AttentionCTRRecommender):
     def calculate_loss(self, interaction):
         loss = super().calculate_loss(interaction)
         if self.mini_batch_l2 > 0:
-            items = torch.cat([interaction[self.ITEM_SEQ].flatten(), interaction[self.ITEM_ID]])
+            item_seq = interaction[self.ITEM_SEQ]
+            real = sequence_mask(interaction[self.ITEM_SEQ_LEN], item_seq.shape[1])   # [B, L]
+            items = torch.cat([item_seq[real], interaction[self.ITEM_ID]])            # the ids the batch uses
             penalty = self.item_embedding.minibatch_l2(items)
             penalty = penalty + self.user_embedding.minibatch_l2(interaction[self.USER_ID])
             loss = loss + self.mini_batch_l2 / 2 * penalty

@@ -6,7 +6,10 @@ Reference:
 
 Session division (section 4.1): a user's behaviours are cut into sessions where two adjacent
 behaviours are more than ``session_gap`` seconds apart; the K most recent sessions are kept, each
-with its T most recent behaviours: :math:`Q \in R^{K \times T \times d}`.
+with its T most recent behaviours: :math:`Q \in R^{K \times T \times d}`. They come from the
+user's whole history before the target, whatever ``MAX_ITEM_LIST_LENGTH`` is:
+:class:`~recbole_dien.data.dataset.DSINDataset` gives each row the behaviours of those sessions
+(at most K*T), and the timestamps exact (float64, :mod:`recbole_dien.compat`).
 
 Bias encoding (eq. 1): :math:`BE_{(k,t,c)} = w^K_k + w^T_t + w^C_c`, added to the behaviour
 embeddings, :math:`Q = Q + BE`. Here k counts sessions back from the most recent one (k = 0), so
@@ -26,11 +29,14 @@ Activation units (eq. 10-11), with the candidate's embedding :math:`X^I`:
 
 Prediction: :math:`\hat y = \sigma(\mathrm{MLP}_{Dice}([p_U, X^I, U^I, U^H]))` with BCE loss.
 
-Sessions are computed in the model from the timestamp list RecBole stores beside the item list,
-with tensor operations on the whole batch: no dataset class of its own is needed, any RecBole
-sequential dataset with its time field loaded works, and changing ``session_gap``, K or T needs no
-rebuilt data.
+Sessions are cut in the model from the timestamp list beside the item list, with tensor
+operations on the whole batch, from whatever history it is given: DSINDataset's (the exact
+sessions, which cut again stay the same), or any RecBole sequential dataset with its time field
+loaded - RecBole's own ``create_dataset`` gives the last ``MAX_ITEM_LIST_LENGTH`` behaviours, so the
+oldest sessions can be cut short or missing (the model logs a warning saying so).
 """
+import logging
+
 import torch
 import torch.nn as nn
 from recbole.data.dataset import Dataset
@@ -100,6 +106,7 @@ class DSIN(AttentionCTRRecommender):
         self.max_session_length = hp["max_session_length"]
         self.attention_type = hp["session_attention"]
         self.bilstm_merge = hp["bilstm_merge"]
+        self._check_dataset_sessions(dataset)
 
         dim, user_size = self.item_embedding.output_size, self.user_embedding.output_size
         if dim % hp["num_heads"]:
@@ -134,11 +141,26 @@ class DSIN(AttentionCTRRecommender):
         self.prediction = nn.Linear(self.mlp.output_size, 1)
         self.finish_init(config)
 
+    def _check_dataset_sessions(self, dataset):
+        from recbole_dien.data.dataset import DSINDataset
+
+        settings = (self.session_gap, self.max_sessions, self.max_session_length)
+        if not isinstance(dataset, DSINDataset):
+            logging.getLogger().warning(
+                f"DSIN: the dataset is {type(dataset).__module__}.{type(dataset).__name__}, not recbole-dien's "
+                "DSINDataset, so sessions are cut from the last MAX_ITEM_LIST_LENGTH behaviours only (the oldest "
+                "kept sessions can be cut short or missing); build the dataset with recbole_dien.create_dataset")
+        elif dataset.session_settings != settings:
+            raise ConfigError(
+                f"DSIN's sessions (session_gap, max_sessions, max_session_length) = {settings}, but the dataset "
+                f"was built with {dataset.session_settings}: build the dataset and the model from one config")
+
     # --- candidate-independent part -----------------------------------------------------------
 
     def session_grid(self, interaction):
         """Items [B, K, T], their mask, the session recency [B, K] and the session mask [B, K]."""
         item_seq, lengths = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        # float64 (exact seconds) from the datasets already; float32 from a caller is widened as it is
         grid = split_sessions(interaction[self.TIME_SEQ].double(), lengths, self.session_gap,
                               self.max_sessions, self.max_session_length)
         batch, K, T = item_seq.shape[0], self.max_sessions, self.max_session_length

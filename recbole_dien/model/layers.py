@@ -1,12 +1,14 @@
 """Building blocks shared by DIN, DIEN and DSIN.
 
 * :class:`FeatureEmbedding` - the embedding of an item (or a user) = its id ⊕ its side features.
-* :class:`ActivationUnit` - DIN's attention MLP over [q, k, q − k, q ⊙ k].
+* :class:`ActivationUnit` - DIN's attention MLP over [q, k, q − k, q ⊙ k];
+  :class:`BilinearAttention` - the bilinear form k W q (DIEN's eq. 8), with the same interface.
 * :class:`Dice` - DIN's data-adaptive activation; :class:`MLP` - the fully connected towers.
 * :func:`sequence_mask`, :func:`masked_softmax`; :func:`time_major_positions` and
   :func:`packed_softmax` for work on the real positions of right-padded histories only (their cost
   follows the behaviours, not ``MAX_ITEM_LIST_LENGTH``).
 """
+import contextlib
 import keyword
 import re
 import warnings
@@ -206,11 +208,50 @@ class ActivationUnit(nn.Module):
         hidden = self.hidden(self.input_activation(hidden.reshape(-1, hidden.shape[-1])))
         return self.output_layer(hidden).view(shape)
 
+    @property
+    def pair_width(self):
+        """Numbers per (query, key) pair in the largest intermediate (the first hidden layer)."""
+        return self.input_layer.out_features
+
     def forward(self, query, keys, key_projection=None):
         if key_projection is None:
             key_projection = self.project_keys(keys)                          # [..., L, H]
         query = query.unsqueeze(-2)                                           # [..., 1, D]
         return self.score_projected(query, keys, self.project_query(query), key_projection)  # [..., L]
+
+
+class BilinearAttention(nn.Module):
+    r"""Bilinear attention scores :math:`s(q, k) = k^\top W q` (DIEN's eq. 8, :math:`h_t W e_a`),
+    with :math:`W` [key_dim, query_dim].
+
+    The interface of :class:`ActivationUnit`, so a model can take either: ``project_query`` is
+    :math:`W q` (computed once per query), ``project_keys`` the keys themselves, and a score is
+    the dot product of the two. Returns raw scores [..., L]."""
+
+    def __init__(self, query_dim, key_dim):
+        super().__init__()
+        self.weight = nn.Linear(query_dim, key_dim, bias=False)                 # W: q -> W q
+
+    pair_width = 1  # per (query, key) pair: one product
+
+    def project_keys(self, keys):
+        return keys
+
+    def project_query(self, query):
+        return self.weight(query)
+
+    def score_projected(self, query, keys, query_projection, key_projection):
+        """``query_projection`` (W q) against ``key_projection`` (k), broadcast -> the broadcast
+        shape without the last dim; ``query`` and ``keys`` are not needed again."""
+        return (query_projection * key_projection).sum(-1)
+
+    def score_every_pair(self, queries, keys, query_projections, key_projections):
+        """Every key [S, K] against every query's W q [C, K] -> [S, C], one matrix product."""
+        return torch.matmul(key_projections, query_projections.t())
+
+    def forward(self, query, keys, key_projection=None):
+        """query [..., Q] against keys [..., L, K] -> [..., L]."""
+        return torch.matmul(keys, self.project_query(query).unsqueeze(-1)).squeeze(-1)
 
 
 def attribute_name(field):
@@ -252,11 +293,23 @@ class FeatureEmbedding(nn.Module):
     The rows are computed once per distinct id in a batch and then gathered, so a history of
     B x L behaviours costs one embedding per distinct item.
 
+    ``unknown_id_dropout`` p: in training, each distinct id of a batch has its id part replaced by
+    row 0 of the id embedding (the padding token, otherwise unused) with probability p, its side
+    features kept, so that row 0 learns the id part of an item (or user) never seen in training
+    (:data:`UNKNOWN_ID`; recbole_dien.serving scores unknown items with it).
+
+    Serving (:mod:`recbole_dien.serving.export`): inside :meth:`rows_of_request` the ids index the
+    feature rows a request brings (plain tensors, one per field) instead of the dataset's table, so
+    an exported program embeds items and users it was never given.
+
     Optionally tracks how often each embedding row occurs in the training data, for DIN's
     mini-batch aware regularisation (:meth:`minibatch_l2`).
     """
 
-    def __init__(self, dataset, source, embedding_size, include_id=True, token_seq_pooling="mean"):
+    UNKNOWN_ID = 0  # the id embedding row an unknown id is embedded with (learned with unknown_id_dropout)
+
+    def __init__(self, dataset, source, embedding_size, include_id=True, token_seq_pooling="mean",
+                 unknown_id_dropout=0.0):
         super().__init__()
         if source == "item":
             table, id_field = dataset.get_item_feature(), dataset.iid_field
@@ -266,8 +319,12 @@ class FeatureEmbedding(nn.Module):
             raise ValueError(f"source must be 'item' or 'user', not '{source}'")
         if token_seq_pooling not in ("mean", "sum", "max"):
             raise ValueError(f"token_seq_pooling must be mean, sum or max, not '{token_seq_pooling}'")
+        if not 0 <= unknown_id_dropout < 1:
+            raise ValueError(f"unknown_id_dropout must be >= 0 and < 1, not {unknown_id_dropout}")
         self.source = source
-        self.deduplicate = True  # embed each distinct id once (off for export, see recbole_dien.serving.export)
+        self.id_field = id_field if include_id else None
+        self.unknown_id_dropout = unknown_id_dropout
+        self.request_rows = None  # serving: {field: values} of the request's rows (rows_of_request)
         self.embedding_size = embedding_size
         self.pooling = token_seq_pooling
         self.num_rows = len(table)
@@ -304,35 +361,55 @@ class FeatureEmbedding(nn.Module):
     def column(self, field):
         return getattr(self, self._buffer(field))
 
+    def embed_field(self, field, values):
+        """One field's part of the embedding: values [N] (token, float) or [N, S] (token_seq) -> [N, E]."""
+        if field in self.float_fields:
+            return values.float().unsqueeze(-1) * self.float_weights[field]
+        vectors = self.embeddings[field](values)
+        if field not in self.token_seq_fields:
+            return vectors
+        present = (values != 0).unsqueeze(-1)                                   # [N, S, 1]
+        if self.pooling == "max":
+            pooled = vectors.masked_fill(~present, float("-inf")).max(dim=1).values
+            return pooled.masked_fill(~present.any(dim=1), 0.0)
+        # mask explicitly: a model's weight init may overwrite the padding row
+        pooled = (vectors * present).sum(dim=1)
+        return pooled / present.sum(dim=1).clamp(min=1) if self.pooling == "mean" else pooled
+
+    def embed_columns(self, columns):
+        """``columns`` {field: values of N rows} (every field of :attr:`fields`, at least one) ->
+        [N, output_size]."""
+        return torch.cat([self.embed_field(field, columns[field]) for field in self.fields], dim=-1)
+
     def embed_rows(self, ids):
         """[N] ids -> [N, output_size]."""
-        parts = [self.embeddings[f](self.column(f)[ids]) for f in self.token_fields]
-        for field in self.token_seq_fields:
-            tokens = self.column(field)[ids]                                   # [N, S]
-            vectors = self.embeddings[field](tokens)                           # [N, S, E]
-            present = (tokens != 0).unsqueeze(-1)
-            if self.pooling == "max":
-                pooled = vectors.masked_fill(~present, float("-inf")).max(dim=1).values
-                pooled = pooled.masked_fill(~present.any(dim=1), 0.0)
-            else:
-                # mask explicitly: a model's weight init may overwrite the padding row
-                pooled = (vectors * present).sum(dim=1)
-                if self.pooling == "mean":
-                    pooled = pooled / present.sum(dim=1).clamp(min=1)
-            parts.append(pooled)
-        for field in self.float_fields:
-            parts.append(self.column(field)[ids].float().unsqueeze(-1) * self.float_weights[field])
-        if not parts:
+        if not self.fields:
             return ids.new_zeros((ids.shape[0], 0), dtype=torch.float)
-        return torch.cat(parts, dim=-1)
+        columns = {field: self.column(field)[ids] for field in self.fields}
+        if self.training and self.unknown_id_dropout > 0 and self.id_field is not None:
+            dropped = torch.rand(ids.shape, device=ids.device) < self.unknown_id_dropout
+            columns[self.id_field] = columns[self.id_field].masked_fill(dropped, self.UNKNOWN_ID)
+        return self.embed_columns(columns)
+
+    @contextlib.contextmanager
+    def rows_of_request(self, columns):
+        """Within the block, ids index ``columns`` ({field: values [N, ...]}, the request's own feature
+        rows, row 0 the padding row) instead of the dataset's table; each row is embedded once."""
+        self.request_rows = columns
+        try:
+            yield
+        finally:
+            self.request_rows = None
 
     def forward(self, ids, transform=None):
         """ids of any shape -> ids.shape + (output_size,), or + (its size,) after ``transform``,
         which is applied once per distinct id (e.g. a linear layer on many repeated items)."""
-        if not self.deduplicate:  # export: no data-dependent shapes
-            rows = self.embed_rows(ids.reshape(-1))
+        if self.request_rows is not None:  # serving: the request's rows, no data-dependent shapes
+            if not self.fields:
+                return ids.new_zeros((*ids.shape, 0), dtype=torch.float)
+            rows = self.embed_columns(self.request_rows)
             rows = transform(rows) if transform is not None else rows
-            return rows.view(*ids.shape, rows.shape[-1])
+            return rows.index_select(0, ids.reshape(-1)).view(*ids.shape, rows.shape[-1])
         distinct, position = torch.unique(ids, return_inverse=True)
         rows = self.embed_rows(distinct)
         if transform is not None:

@@ -39,49 +39,137 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
     with the checkpoint's settings (``config_dict`` / ``cmd_args`` may change only
     ``RESUMABLE_SETTINGS``). ``nproc`` > 1 (or ``world_size`` > 0) runs RecBole's distributed
     training: NCCL on CUDA GPUs, gloo on CPUs (:mod:`recbole_dien.trainer.distributed`); each rank trains
-    on its shard of the training rows, and evaluation covers every row once.
+    on its shard of the training rows, and evaluation covers every row once. A multi-process run
+    resumes with the same ``nproc`` / ``world_size``; rank 0 needs the checkpoint file, and sends it
+    to ranks on machines that do not have it.
     """
     check_processes(nproc, world_size)
     if nproc == 1 and world_size <= 0:
         return run_single(model, dataset, config_file_list, config_dict, cmd_args, saved, resume)
-    if resume is not None:
-        raise ConfigError("--resume continues a single-process run; leave out --nproc / --world_size")
     # settings and data files are checked here, so that a mistake is one line, not a rank's traceback
+    from recbole_dien.config.parsing import parse_value
     from recbole_dien.data import check_dataset
 
-    check_dataset(Config(model, dataset, config_file_list, config_dict, cmd_args))
+    config_dict = dict(config_dict or {})
+    typed = parse_overrides(cmd_args)
+    if "ddp_timeout" in typed:  # how long to wait for the peers: needed before any config exists
+        config_dict["ddp_timeout"] = parse_value(typed["ddp_timeout"])
+        cmd_args = [arg for arg in cmd_args if not arg.startswith("--ddp_timeout=")]
+    if "ddp_timeout" in config_dict:
+        knobs.check_value("ddp_timeout", config_dict["ddp_timeout"], knobs.general_knobs()["ddp_timeout"][0],
+                          "docs/configuration.md")
+    if resume is None:
+        check_dataset(Config(model, dataset, config_file_list, config_dict, cmd_args))
+    elif group_offset == 0:  # one line here if rank 0's file is missing, not a checkpoint, or of another size
+        check_resumed_world(load_checkpoint(resume), world_size if world_size > 0 else nproc)
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()
-    config_dict = dict(config_dict or {})
     config_dict.update({"world_size": world_size if world_size > 0 else nproc, "ip": ip, "port": port,
                         "nproc": nproc, "offset": group_offset})
-    mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, cmd_args, saved, queue),
-             nprocs=nproc, join=True)
-    return None if queue.empty() else queue.get()
-
-
-def _run_rank(rank, model, dataset, config_file_list, config_dict, cmd_args, saved, queue):
+    spawn_log = logging.getLogger("torch.multiprocessing.spawn")
+    level = spawn_log.level
+    spawn_log.setLevel(logging.ERROR)  # its "Terminating process ..." when a rank fails: the line below says it
     try:
-        result = run_single(model, dataset, config_file_list, dict(config_dict, local_rank=rank), cmd_args, saved)
+        mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, cmd_args, saved, queue, resume),
+                 nprocs=nproc, join=True)
+    except (mp.ProcessExitedException, mp.ProcessRaisedException) as error:
+        raise _rank_failure(error, group_offset, _messages(queue)) from None
+    finally:
+        spawn_log.setLevel(level)
+    results = _messages(queue).get("result", [])
+    return results[0] if results else None
+
+
+def _messages(queue):
+    """What the ranks reported, by kind: ``result``, ``error`` (one line each), ``checkpoint`` (paths)."""
+    messages = {}
+    while not queue.empty():
+        kind, value = queue.get()
+        messages.setdefault(kind, []).append(value)
+    return messages
+
+
+def _rank_failure(error, group_offset, messages):
+    """One line for a multi-process run a rank of which failed or died."""
+    if messages.get("error"):  # a rank's own one line (a dead peer, a bad setting, a full disk, ...)
+        lost = [line for line in messages["error"] if " of the process group (" not in line]
+        return distributed.DistributedError((lost or messages["error"])[0])
+    rank = group_offset + error.error_index
+    if isinstance(error, torch.multiprocessing.ProcessExitedException) and error.signal_name:
+        how = f"was killed by {error.signal_name}"
+    elif isinstance(error, torch.multiprocessing.ProcessExitedException):
+        how = f"exited with status {error.exit_code}"
+    else:
+        how = f"failed ({str(error).strip().splitlines()[-1]})"
+    checkpoints = messages.get("checkpoint")
+    if group_offset > 0:  # rank 0 runs on another machine
+        resume = "; rank 0's checkpoint resumes it (--resume on every machine, the same --nproc / --world_size)"
+    elif checkpoints:
+        resume = (f"; rank 0's checkpoint {checkpoints[-1]} resumes it with --resume={checkpoints[-1]} and the same "
+                  "--nproc / --world_size")
+    else:
+        resume = "; no checkpoint had been written"
+    return distributed.DistributedError(f"rank {rank} {how}: the run stopped{resume}")
+
+
+def _run_rank(rank, model, dataset, config_file_list, config_dict, cmd_args, saved, queue, resume=None):
+    from recbole_dien.trainer import resume as resume_module
+
+    settings = dict(config_dict, local_rank=rank)
+    written = []
+    if distributed.global_rank(settings) == 0:
+        def announce(path):
+            written.append(path)
+            queue.put(("checkpoint", path))
+        resume_module.CHECKPOINT_LISTENERS.append(announce)
+    try:
+        result = run_single(model, dataset, config_file_list, settings, cmd_args, saved, resume)
         if rank == 0:
             result.pop("config")
-            queue.put(result)
+            queue.put(("result", result))
         if torch.distributed.is_initialized():
             torch.distributed.barrier()  # leave the group together
+    except RecBoleDienError as error:
+        queue.put(("error", str(error)))
+        raise SystemExit(2) from None
+    except RuntimeError as error:  # gloo: a peer closed its connections (it died or was killed)
+        if not torch.distributed.is_initialized():
+            raise
+        queue.put(("error", str(distributed.lost_peer(distributed.global_rank(settings), settings["world_size"],
+                                                      error, written[-1] if written else resume))))
+        raise SystemExit(2) from None
     finally:
         # a process that exits with its group alive can abort in gloo's teardown (SIGABRT)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
+# the settings run() gives each rank of a multi-process run (where it runs, not what it trains)
+LAUNCH_SETTINGS = ("world_size", "ip", "port", "nproc", "offset", "local_rank", "ddp_timeout")
+
+
+def check_resumed_world(checkpoint, world):
+    """A checkpoint resumes with as many processes as its run had (each rank's random states)."""
+    saved = checkpoint["config"]["final_config_dict"]
+    saved_world = 1 if saved.get("single_spec", True) else saved.get("world_size")
+    if world != saved_world:
+        raise ConfigError(f"this checkpoint comes from a run of {saved_world} process(es); resume it with as many "
+                          f"(--nproc / --world_size; got {world})")
+
+
 def resumed_config(checkpoint, config_dict=None, cmd_args=None):
     """The checkpoint's config with the changes a resumed run may make (command line wins). The
-    run goes on writing the checkpoint it resumes (its other files go to a temporary folder)."""
-    if not checkpoint["config"]["final_config_dict"].get("single_spec", True):
-        raise ConfigError("--resume continues single-process runs; this checkpoint comes from a multi-process run")
+    run goes on writing the checkpoint it resumes (its other files go to a temporary folder). A
+    multi-process checkpoint resumes with as many processes, each joining the group here."""
+    settings = dict(config_dict or {})
+    launch = {key: settings.pop(key) for key in LAUNCH_SETTINGS if key in settings}
+    check_resumed_world(checkpoint, launch.get("world_size", 1) if "local_rank" in launch else 1)
     config = without_saved_pickles(config_from_checkpoint(checkpoint))
-    changes = Config._convert_config_dict(config, {**(config_dict or {}), **parse_overrides(cmd_args)})
+    if launch:
+        config.final_config_dict.update(launch)
+        config._init_device()  # joins the process group (recbole_dien.trainer.distributed)
+    changes = Config._convert_config_dict(config, {**settings, **parse_overrides(cmd_args)})
     refused = sorted(set(changes) - set(RESUMABLE_SETTINGS))
     if refused:
         raise ConfigError(f"a resumed run keeps the settings of its checkpoint; only {', '.join(RESUMABLE_SETTINGS)} "
@@ -94,8 +182,11 @@ def resumed_config(checkpoint, config_dict=None, cmd_args=None):
 
 def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True,
                resume=None):
-    checkpoint = load_checkpoint(resume) if resume is not None else None
-    if checkpoint is not None:
+    checkpoint = None
+    if resume is not None:
+        launch = config_dict or {}
+        checkpoint = distributed.shared_checkpoint(launch, resume, load_checkpoint) if "local_rank" in launch and \
+            not torch.cuda.is_available() else load_checkpoint(resume)
         config = resumed_config(checkpoint, config_dict, cmd_args)
     else:
         config = Config(model, dataset, config_file_list, config_dict, cmd_args)
@@ -121,17 +212,16 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     if checkpoint is not None:
         start = resume_trainer(trainer, checkpoint, resume, loaders)
         logger.info(set_color("resumed", "yellow") + f" from {resume}: training goes on at epoch {start}")
-    if distributed.is_distributed(config):  # every rank reloads rank 0's checkpoint file
-        names = [trainer.saved_model_file]
-        torch.distributed.broadcast_object_list(names, src=0)
-        trainer.saved_model_file = names[0]
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"],
         callback_fn=EpochCheckpoints(trainer, loaders) if saved else None,
     )
-    if distributed.is_distributed(config):
-        torch.distributed.barrier()  # rank 0 has written the best model
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    load_best = saved
+    if distributed.is_distributed(config) and saved:
+        # the best weights come from rank 0 over the group: other machines need not see its file
+        distributed.take_best_model_from_rank0(trainer)
+        load_best = False
+    test_result = trainer.evaluate(test_data, load_best_model=load_best, show_progress=config["show_progress"])
 
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
@@ -191,6 +281,32 @@ def load_data_and_model(model_file, model_class=None):
     return config, model, dataset, train_data, valid_data, test_data
 
 
+def recbole_run_recbole_training_classes(run_recbole):
+    """RecBole's ``run_recbole`` that trains the model class it is given. RecBole's own builds its
+    config from the class but then looks the class's *name* up again (``get_model(config["model"])``),
+    so ``run_recbole(model=recbole_dien.DIN)`` trained RecBole's built-in DIN. A class RecBole's lookup
+    would not return is run by :func:`run_single` (the plugin's config, data and checkpoints);
+    everything else by RecBole's function unchanged. Returns RecBole's result dict."""
+    from recbole_dien.utils.utils import _recbole_model
+
+    def wrapper(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
+        if not isinstance(model, type) or _recbole_model(model.__name__) is model:
+            return run_recbole(model=model, dataset=dataset, config_file_list=config_file_list,
+                               config_dict=config_dict, saved=saved, queue=queue)
+        result = run_single(model, dataset, config_file_list, config_dict, saved=saved)
+        config = result["config"]
+        result = {key: result[key] for key in ("best_valid_score", "valid_score_bigger", "best_valid_result",
+                                               "test_result")}
+        if distributed.is_distributed(config) and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        if config["local_rank"] == 0 and queue is not None:
+            queue.put(result)  # RecBole's run_recboles under mp.spawn
+        return result
+
+    wrapper.__wrapped__ = run_recbole
+    return wrapper
+
+
 DEFAULT_MODEL = "DIEN"
 DEFAULT_DATASET = "ml-100k"
 
@@ -209,11 +325,14 @@ def build_parser(prog="recbole-dien run"):
     parser.add_argument("--config_files", default=None, help="space-separated YAML config files")
     parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
                         help="continue the run a checkpoint (saved/<Model>-<date>.pth) comes from, after its last "
-                             "completed epoch; only --epochs, --stopping_step and --show_progress may change")
+                             "completed epoch; only --epochs, --stopping_step and --show_progress may change; a "
+                             "multi-process run resumes with the same --nproc / --world_size")
     parser.add_argument("--nproc", type=int, default=1, help="processes for distributed training on this machine")
     parser.add_argument("--ip", default="localhost", help="master address for distributed training")
     parser.add_argument("--port", default="5678", help="master port for distributed training")
-    parser.add_argument("--world_size", type=int, default=-1, help="total processes across machines")
+    parser.add_argument("--world_size", type=int, default=-1,
+                        help="total processes across machines; the peers are waited for --ddp_timeout=SECONDS "
+                             "(default 300), then the missing ranks are named")
     parser.add_argument("--group_offset", type=int, default=0, help="rank offset of this machine")
     return parser
 

@@ -12,15 +12,60 @@ validated settings, the plugin's datasets) and returns RecBole's result dict. Re
 ``--params_file`` is RecBole's format, one knob per line: ``name choice [a, b]``,
 ``name uniform low,high``, ``name loguniform low,high`` (natural logs of the bounds) or
 ``name quniform low,high,q``; ``hyper/<Model>.hyper`` holds a space per model. The output:
-RecBole's result file (``--output_file``) and, beside it, ``<output_file>.md``, the trials as a
-markdown table, best first.
+RecBole's result file (``--output_file``, by default ``saved/tune/<Model>-<dataset>.result``) and,
+beside it, ``<output_file>.md``, the trials as a markdown table, best first.
+
+RecBole reads a ``choice`` line's values with ``eval``, so a crafted space file ran code;
+:func:`build_space_from_file` reads them as Python literals (``ast.literal_eval``) and
+:mod:`recbole_dien.compat` installs it on RecBole's ``HyperTuning``.
 """
 import argparse
+import ast
 import logging
+import os
 
 from recbole_dien.utils.errors import ConfigError, RecBoleDienError, report
 
 TOOLS = ("exhaustive", "random", "bayes")
+OUTPUT_DIR = os.path.join("saved", "tune")
+
+
+def build_space_from_file(file):
+    """``HyperTuning._build_space_from_file`` without ``eval``: RecBole's format, line by line (see
+    the module docstring); one :class:`ConfigError` line naming the file and line for a value that
+    is not a literal or a bound that is not a number."""
+    from hyperopt import hp
+
+    bounded = {"uniform": (hp.uniform, 2), "quniform": (hp.quniform, 3), "loguniform": (hp.loguniform, 2)}
+    space = {}
+    with open(file, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            parts = line.strip().split(" ")
+            if len(parts) < 3:
+                continue
+            name, kind, text = parts[0], parts[1], "".join(parts[2:])
+            where = f"params file {file}, line {number}"
+            if kind == "choice":
+                try:
+                    values = ast.literal_eval(text)
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                    raise ConfigError(f"{where}: {text!r} is not a list of values (write e.g. [0.001,0.01] or "
+                                      "['a','b']; values are read as Python literals, never evaluated)") from None
+                if not isinstance(values, (list, tuple)) or not values:
+                    raise ConfigError(f"{where}: choice takes a non-empty list, got {text!r}")
+                space[name] = hp.choice(name, list(values))
+            elif kind in bounded:
+                function, count = bounded[kind]
+                try:
+                    bounds = [float(bound) for bound in text.split(",")]
+                except ValueError:
+                    bounds = []
+                if len(bounds) != count:
+                    raise ConfigError(f"{where}: {kind} takes {count} numbers separated by commas, got {text!r}")
+                space[name] = function(name, *bounds)
+            else:
+                raise ConfigError(f"{where}: unknown kind '{kind}' (use choice, uniform, quniform or loguniform)")
+    return space
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):
@@ -64,10 +109,15 @@ def trials_markdown(tuner):
     return "\n".join(lines) + "\n"
 
 
+def default_output_file(model, dataset):
+    return os.path.join(OUTPUT_DIR, f"{model}-{dataset}.result")
+
+
 def tune(model, dataset, params_file, config_files=None, settings=None, tool="exhaustive", max_evals=100,
-         early_stop=10, output_file="hyper_result.result"):
+         early_stop=10, output_file=None):
     """Run a search; returns the ``HyperTuning`` object (``best_params``, ``params2result``) after
-    writing ``output_file`` and ``output_file + '.md'``."""
+    writing ``output_file`` (default: ``saved/tune/<model>-<dataset>.result``) and ``output_file + '.md'``."""
+    output_file = output_file or default_output_file(model, dataset)
     require_hyperopt()
     from recbole.trainer import HyperTuning
 
@@ -82,9 +132,10 @@ def tune(model, dataset, params_file, config_files=None, settings=None, tool="ex
     def objective(config_dict, config_file_list, saved=True):
         return objective_function({**fixed, **config_dict}, config_file_list, saved)
 
-    tuner = HyperTuning(objective, algo=tool, early_stop=early_stop, max_evals=max_evals, params_file=params_file,
-                        fixed_config_file_list=config_files)
+    tuner = HyperTuning(objective, space=build_space_from_file(params_file), algo=tool, early_stop=early_stop,
+                        max_evals=max_evals, fixed_config_file_list=config_files)
     tuner.run()
+    os.makedirs(os.path.dirname(output_file) or ".", exist_ok=True)
     tuner.export_result(output_file=output_file)
     with open(f"{output_file}.md", "w") as f:
         f.write(f"# {model} on {dataset}: {len(tuner.params2result)} trials ({tool}), best first\n\n")
@@ -99,7 +150,8 @@ def main(argv=None, prog="recbole-dien tune"):
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--config_files", default=None, help="space-separated YAML config files")
     parser.add_argument("--params_file", default=None, help="search space (default: hyper/<model>.hyper)")
-    parser.add_argument("--output_file", default="hyper_result.result")
+    parser.add_argument("--output_file", default=None,
+                        help="RecBole's result file; its .md beside it (default: saved/tune/<model>-<dataset>.result)")
     parser.add_argument("--max_evals", type=int, default=20, help="trials at most (random, bayes)")
     parser.add_argument("--tool", default="random",
                         help=f"search algorithm: {', '.join(TOOLS)} (exhaustive: every combination of the choice "
@@ -120,18 +172,16 @@ def main(argv=None, prog="recbole-dien tune"):
         return report(parser, error)
     logging.getLogger().info(f"best parameters: {tuner.best_params}")
     print(f"best parameters: {tuner.best_params}")
-    print(f"wrote {args.output_file} and {args.output_file}.md")
+    output_file = args.output_file or default_output_file(args.model, args.dataset)
+    print(f"wrote {output_file} and {output_file}.md")
     return 0
 
 
 def _literal(value):
-    """A --key=value override as YAML reads it (numbers, lists, booleans; else the string)."""
-    import yaml
+    """A --key=value override typed as the run command types it (literals; else the string)."""
+    from recbole_dien.config.parsing import parse_value
 
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
+    return parse_value(value)
 
 
 def _default_space(model):

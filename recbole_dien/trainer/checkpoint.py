@@ -21,15 +21,19 @@ own, and turns every failure into one :class:`CheckpointError` line naming the f
 """
 import enum
 import importlib
+import itertools
 import logging
 import os
 import pickle
+import re
+import secrets
 
 import torch
 
 from recbole_dien.utils.errors import RecBoleDienError
 
 FORMAT = "recbole-dien-checkpoint/1"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 # enums RecBole keeps in a final config; decoding accepts these and nothing else
 _ENUM_MODULE = "recbole.utils.enum_type"
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
@@ -162,17 +166,53 @@ def plain_other_parameter(model):
 
 # --------------------------------------------------------------------------- files
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (disk full, permissions, a vanished folder)."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"could not write checkpoint {path} ({reason})")
+        self.path, self.reason = path, reason
+
+
+def _os_reason(error):
+    """The OS's words for the first OSError in ``error``'s chain (torch wraps ENOSPC in a RuntimeError)."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return f"{os.strerror(seen.errno)}, errno {seen.errno}"
+        seen = seen.__cause__ or seen.__context__
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def reserve_file(path):
+    """Create ``path`` empty and exclusively, or, where a file of that name exists (another run's,
+    started in the same second), ``<stem>-2<ext>``, ``<stem>-3<ext>``, ...; the name created."""
+    stem, ext = os.path.splitext(str(path))
+    for number in itertools.count(1):
+        candidate = str(path) if number == 1 else f"{stem}-{number}{ext}"
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise CheckpointWriteError(candidate, _os_reason(error)) from None
+        return candidate
+
+
 def write_atomically(state, path):
-    """``torch.save`` to a temporary name beside ``path``, then rename: a crash never leaves a
-    half-written file, and the previous file stays whole until the new one is complete."""
+    """``torch.save`` to a temporary file of its own (created exclusively) beside ``path``, then
+    rename: a crash never leaves a half-written file, and the previous file stays whole until the
+    new one is complete. Any failure is one :class:`CheckpointWriteError` (the previous file kept)."""
     path = str(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename: an OS crash cannot leave an empty file
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        raise CheckpointWriteError(path, _os_reason(error)) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -185,9 +225,13 @@ def _unpickler_problem(error):
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    lines = [line for line in lines if "weights_only" not in line and not line.startswith(
-        ("Check the documentation", "Please file an issue", "(1)", "(2)"))]
-    return lines[0] if lines else type(error).__name__
+    lines = [line for line in lines if not line.startswith(("Check the documentation", "Please file an issue",
+                                                            "(1)", "(2)"))]
+    # sentence by sentence: torch's advice (weights_only=False, "trusted source") never passes on
+    sentences = [sentence.strip() for line in lines for sentence in re.split(r"(?<=\.)\s+", line)]
+    sentences = [sentence for sentence in sentences if sentence and not re.search(
+        r"weights_only|arbitrary code|trusted source|PyTorch 2\.6", sentence)]
+    return sentences[0] if sentences else type(error).__name__
 
 
 def _refusal(path, error):
@@ -216,13 +260,17 @@ def load_checkpoint(path, map_location="cpu"):
         raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): not a checkpoint")
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:  # before torch reads it: a 2 GB file of zeros is refused at once
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a torch checkpoint (it does not start as the "
+                                  "zip archive every torch checkpoint is)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(_refusal(path, error)) from None
     except Exception as error:  # noqa: BLE001 - a corrupt pickle fails in many ways (IndexError, KeyError, ...)
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"checkpoint {path} is truncated, corrupt or not a torch checkpoint ({reason})") from None
+        raise CheckpointError(f"checkpoint {path} is truncated, corrupt or not a torch checkpoint "
+                              f"({_unpickler_problem(error).rstrip('.')})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(f"{path} is not a recbole-dien checkpoint (format {found!r}, expected {FORMAT!r}); "

@@ -22,10 +22,41 @@ On a machine without CUDA, this module takes the same path with the gloo backend
   digit; full-sort and labeled evaluation are exact.
 
 Each rank trains on its own shard of the training rows (RecBole's ``DistributedSampler``).
+
+Across machines no shared filesystem is assumed and no peer is waited for in silence:
+
+* :func:`join` is the rendezvous (a ``TCPStore`` on rank 0's ``ip:port``): rank 0 reports which
+  ranks it still waits for, and stops with one :class:`DistributedError` line naming them and the
+  address after ``ddp_timeout`` seconds (default :data:`DEFAULT_TIMEOUT_S`); another rank waits for
+  rank 0's address the same way (a plain socket, so torch's C++ retry log stays quiet).
+* Only global rank 0 (``local_rank + offset``) writes the checkpoint; the test pass takes the best
+  weights from rank 0 over the group (:func:`take_best_model_from_rank0`), not from its file.
+* A peer that dies mid-run is one line naming the rank (:func:`lost_peer`); the run resumes from
+  rank 0's checkpoint.
 """
+import datetime
+import logging
 import os
+import re
+import socket
+import time
 
 import torch
+
+from recbole_dien.utils.errors import RecBoleDienError
+
+# seconds to wait for every rank to join (ddp_timeout); collectives wait at least COLLECTIVE_TIMEOUT_S
+DEFAULT_TIMEOUT_S = 300.0
+COLLECTIVE_TIMEOUT_S = 1800.0
+WAIT_REPORT_S = 10.0  # how often a waiting rank says what it waits for
+_JOINED_KEY = "recbole_dien/joined/{}"
+_CHECKPOINT_KEY = "recbole_dien/checkpoint"
+_joined = {}  # (ip, port, rank) -> the store join() made, for init_process_group to use
+
+
+class DistributedError(RecBoleDienError):
+    """A multi-process run that cannot start or go on: a missing or dead peer, an address in use."""
+
 
 # the evaluation keys holding one entry per evaluated row, concatenated along dim 0 (data.user:
 # the users of LabeledGAUC, recbole_dien.evaluator.metrics)
@@ -36,12 +67,120 @@ def is_distributed(config):
     return not config["single_spec"]
 
 
+def _setting(final, key):
+    return final[key] if key in final else None
+
+
+def global_rank(final):
+    """The rank in the whole run (RecBole's ``local_rank`` counts the processes of one machine)."""
+    return final["local_rank"] + (_setting(final, "offset") or 0)
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _wait_for_address(rank, ip, port, timeout, log):
+    """Wait until rank 0 listens on ``ip:port`` (a plain TCP connection), saying so every
+    :data:`WAIT_REPORT_S` seconds; one line after ``timeout`` seconds."""
+    started = reported = time.monotonic()
+    while True:
+        try:
+            with socket.create_connection((ip, port), timeout=min(5.0, timeout)):
+                return
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+        now = time.monotonic()
+        if now - started >= timeout:
+            raise DistributedError(f"rank {rank} could not reach rank 0 at {ip}:{port} within "
+                                   f"ddp_timeout={timeout:g} s ({reason}): start rank 0's run (--group_offset=0) "
+                                   "there, or check --ip and --port")
+        if now - reported >= WAIT_REPORT_S:
+            log(f"rank {rank}: waiting for rank 0 at {ip}:{port} ({now - started:.0f} s of ddp_timeout={timeout:g} s)")
+            reported = now
+        time.sleep(0.5)
+
+
+def _wait_for_ranks(store, world_size, address, timeout, log):
+    """Rank 0: wait until every rank has joined the store, naming those it waits for."""
+    started = reported = time.monotonic()
+    while True:
+        missing = [rank for rank in range(1, world_size) if not store.check([_JOINED_KEY.format(rank)])]
+        if not missing:
+            return
+        now = time.monotonic()
+        ranks = ", ".join(map(str, missing))
+        plural = len(missing) > 1
+        if now - started >= timeout:
+            raise DistributedError(
+                f"rank{'s' if plural else ''} {ranks} of {world_size} never joined the run at {address} within "
+                f"ddp_timeout={timeout:g} s: start {'them' if plural else 'it'} with the same --ip, --port and "
+                "--world_size (and its --group_offset), or raise --ddp_timeout")
+        if now - reported >= WAIT_REPORT_S:
+            log(f"rank 0: waiting for rank{'s' if plural else ''} {ranks} at {address} "
+                f"({now - started:.0f} s of ddp_timeout={timeout:g} s)")
+            reported = now
+        time.sleep(0.2)
+
+
+def join(final, log=None):
+    """The run's rendezvous store, once every rank has joined it (see the module docstring)."""
+    log = log or logging.getLogger("recbole_dien").warning
+    rank, world_size = global_rank(final), final["world_size"]
+    ip, port = final["ip"], int(final["port"])
+    timeout = float(_setting(final, "ddp_timeout") or DEFAULT_TIMEOUT_S)
+    address = f"{ip}:{port}"
+    if rank != 0:
+        _wait_for_address(rank, ip, port, timeout, log)
+    try:
+        store = torch.distributed.TCPStore(ip, port, world_size, is_master=rank == 0,
+                                           timeout=datetime.timedelta(seconds=timeout), wait_for_workers=False)
+    except RuntimeError as error:
+        if rank == 0:
+            raise DistributedError(f"rank 0 cannot listen on {address} ({_first_line(error)}): another run may use "
+                                   "the port; choose one with --port") from None
+        raise DistributedError(f"rank {rank} could not join rank 0 at {address} ({_first_line(error)})") from None
+    store.set(_JOINED_KEY.format(rank), "1")
+    if rank == 0:
+        _wait_for_ranks(store, world_size, address, timeout, log)
+    _joined[(ip, port, rank)] = store
+    return store
+
+
+def shared_checkpoint(final, path, load_checkpoint):
+    """A resumed multi-process run's checkpoint for this rank: rank 0 reads its file and puts its
+    bytes in the run's store; another rank reads the file where it has one (the same machine, a
+    shared folder), else takes rank 0's bytes - both read by ``load_checkpoint`` (plain data only)."""
+    import tempfile
+
+    store = join(final)
+    if global_rank(final) == 0:
+        checkpoint = load_checkpoint(path)
+        with open(path, "rb") as f:
+            store.set(_CHECKPOINT_KEY, f.read())
+        return checkpoint
+    if os.path.isfile(path):
+        return load_checkpoint(path)
+    with tempfile.TemporaryDirectory(prefix="recbole-dien-resume-") as folder:
+        copy = os.path.join(folder, os.path.basename(path))
+        with open(copy, "wb") as f:
+            f.write(store.get(_CHECKPOINT_KEY))
+        return load_checkpoint(copy)
+
+
 def init_process_group(final_config_dict):
     """Join a gloo process group for a CPU rank; the settings a CPU rank runs with."""
     final = final_config_dict
-    torch.distributed.init_process_group(
-        backend="gloo", rank=final["local_rank"] + final["offset"], world_size=final["world_size"],
-        init_method=f"tcp://{final['ip']}:{final['port']}")
+    store = _joined.pop((final["ip"], int(final["port"]), global_rank(final)), None) or join(final)
+    timeout = max(float(_setting(final, "ddp_timeout") or DEFAULT_TIMEOUT_S), COLLECTIVE_TIMEOUT_S)
+    try:
+        torch.distributed.init_process_group(backend="gloo", store=store, rank=global_rank(final),
+                                             world_size=final["world_size"],
+                                             timeout=datetime.timedelta(seconds=timeout))
+    except RuntimeError as error:
+        raise DistributedError(f"rank {global_rank(final)}: the process group at {final['ip']}:{final['port']} did "
+                               f"not form ({_first_line(error)})") from None
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, final["nproc"])))
     final.update(device=torch.device("cpu"), single_spec=False)
     if final["local_rank"] != 0:
@@ -109,6 +248,34 @@ def evaluate_with_rank0_buffers(evaluate):
         return evaluate(self, *args, **kwargs)
 
     return wrapper
+
+
+def take_best_model_from_rank0(trainer):
+    """Every rank's model becomes rank 0's best epoch (weights and buffers, over the group): rank 0
+    loads it from memory, the others need no access to its checkpoint file."""
+    model = trainer.model
+    if global_rank(trainer.config) == 0:
+        best = getattr(trainer, "recbole_dien_best", None)
+        if best is not None:
+            model.load_state_dict(best["state_dict"])
+            model.load_other_parameter(best.get("other_parameter") or None)
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        torch.distributed.broadcast(tensor.data, src=0)
+
+
+def lost_peer(rank, world_size, error, checkpoint=None):
+    """One line for a rank whose peer left the group mid-run (gloo: connection closed or reset)."""
+    peer = f"rank {1 - rank}" if world_size == 2 else "a peer"
+    if rank != 0:
+        resume = "; rank 0's checkpoint resumes it (--resume on every machine, the same --nproc / --world_size)"
+    elif checkpoint:
+        resume = (f"; rank 0's checkpoint {checkpoint} resumes it with --resume={checkpoint} and the same --nproc / "
+                  "--world_size")
+    else:
+        resume = "; no checkpoint had been written"
+    reason = re.sub(r"^\[[^\]]*\]\s*", "", _first_line(error))  # gloo's [source file:line] prefix
+    return DistributedError(f"rank {rank} lost {peer} of the process group ({reason}): the run "
+                            f"stopped{resume}")
 
 
 def keep_metrics(self, result, num_sample):

@@ -18,14 +18,19 @@ state. Resuming with the same code on the same machine gives the run the uninter
 have given, to the last bit on CPU (tests/trainer/test_resume.py kills a run with SIGKILL and compares).
 """
 import copy
+import os
 import random
 
 import numpy as np
 import torch
 
-from recbole_dien.trainer.checkpoint import FORMAT, CheckpointError, encode_config, plain_other_parameter, write_atomically
+from recbole_dien.trainer.checkpoint import (FORMAT, CheckpointError, CheckpointWriteError, encode_config,
+                                             plain_other_parameter, reserve_file, write_atomically)
 
 BEST_KEYS = ("epoch", "cur_step", "best_valid_score", "state_dict", "other_parameter", "optimizer")
+# called with the path of a trainer's checkpoint file once it is first written (a multi-process run's
+# parent learns it so, to name it if a rank dies)
+CHECKPOINT_LISTENERS = []
 
 
 # --------------------------------------------------------------------------- random states
@@ -82,8 +87,10 @@ def _number(value):
 
 def writes_checkpoints(trainer):
     """Whether this process writes the checkpoint: always, except ranks other than 0 of a
-    distributed run."""
-    return trainer.config["single_spec"] or trainer.config["local_rank"] == 0
+    distributed run - the global rank: a machine's first process (``local_rank`` 0) is not rank 0
+    unless its ``offset`` is 0, and the machines need not share a filesystem."""
+    config = trainer.config
+    return config["single_spec"] or config["local_rank"] + (config["offset"] or 0) == 0
 
 
 def best_state(trainer, epoch):
@@ -95,19 +102,58 @@ def best_state(trainer, epoch):
             "optimizer": copy.deepcopy(trainer.optimizer.state_dict())}
 
 
+def checkpoint_file(trainer):
+    """The trainer's checkpoint file, created (empty, exclusively) at its first write: RecBole names
+    it ``<Model>-<second>.pth``, so two runs started in the same second with one ``checkpoint_dir``
+    would write one file; the second gets ``<Model>-<second>-2.pth`` (:func:`reserve_file`)."""
+    if not getattr(trainer, "recbole_dien_reserved", False):
+        trainer.saved_model_file = reserve_file(trainer.saved_model_file)
+        trainer.recbole_dien_reserved = True
+    return trainer.saved_model_file
+
+
 def write_checkpoint(trainer, resume=None, path=None):
     """Write ``trainer``'s checkpoint file: RecBole's keys for the best epoch (kept in memory by
     :func:`save_checkpoint`), the configuration as plain data and, once an epoch has completed,
-    the state to resume from. Only rank 0 of a distributed run writes."""
+    the state to resume from. Only rank 0 of a distributed run writes. Returns the path written.
+
+    A failed write (disk full) stops the run with one :class:`CheckpointError` line naming the
+    run's last good checkpoint, which the atomic write keeps whole."""
     if not writes_checkpoints(trainer):
-        return
+        return None
     if resume is not None:
         trainer.recbole_dien_resume = resume
     best = getattr(trainer, "recbole_dien_best", None) or best_state(trainer, -1)
     state = {"format": FORMAT, "config": encode_config(trainer.config), **best}
     if getattr(trainer, "recbole_dien_resume", None):
         state["resume"] = trainer.recbole_dien_resume
-    write_atomically(state, path or trainer.saved_model_file)
+    own_file = path is None or str(path) == str(trainer.saved_model_file)
+    target = checkpoint_file(trainer) if own_file else str(path)
+    try:
+        write_atomically(state, target)
+    except CheckpointWriteError as error:
+        if own_file and getattr(trainer, "recbole_dien_written", None) is None and os.path.isfile(target) \
+                and os.path.getsize(target) == 0:
+            os.remove(target)  # the name reserved for a file never written
+        raise CheckpointError(f"{error}; the run stopped. {last_good_checkpoint(trainer)}") from None
+    if own_file:
+        first = getattr(trainer, "recbole_dien_written", None) is None
+        trainer.recbole_dien_written = (target, state.get("resume", {}).get("epoch"))
+        for listener in CHECKPOINT_LISTENERS if first else ():
+            listener(target)
+    return target
+
+
+def last_good_checkpoint(trainer):
+    """What survives of the run: its checkpoint file as last written, and how to go on from it."""
+    written = getattr(trainer, "recbole_dien_written", None)
+    if written is None:
+        return "No checkpoint of this run was written before"
+    path, epoch = written
+    if epoch is None:
+        return f"Its last good checkpoint is {path} (the best model, written before an epoch completed)"
+    return (f"Its last good checkpoint is {path} (after epoch {epoch}): once there is room, go on with "
+            f"--resume={path}")
 
 
 def save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -121,8 +167,7 @@ def save_checkpoint(self, epoch, verbose=True, **kwargs):
     if epoch < 0 and getattr(self, "recbole_dien_best", None) is not None:
         return  # fit() of a run resumed after its last epoch: the file already holds the best model
     self.recbole_dien_best = best_state(self, epoch)
-    saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-    write_checkpoint(self, path=saved_model_file)
+    saved_model_file = write_checkpoint(self, path=kwargs.pop("saved_model_file", None))
     if verbose:
         self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
@@ -144,8 +189,24 @@ class EpochCheckpoints:
                 "random": random_states(self.loaders)}
 
     def __call__(self, epoch, valid_score):
-        if writes_checkpoints(self.trainer):  # other ranks would copy weights and RNG states for nothing
-            write_checkpoint(self.trainer, resume=self.resume_state(epoch))
+        by_rank = gathered_random_states(self.trainer, self.loaders)
+        if writes_checkpoints(self.trainer):  # other ranks would copy weights for nothing
+            state = self.resume_state(epoch)
+            if by_rank is not None:
+                state["random_by_rank"] = by_rank
+            write_checkpoint(self.trainer, resume=state)
+
+
+def gathered_random_states(trainer, loaders):
+    """In a multi-process run, every rank's random states (in rank order), for rank 0's checkpoint:
+    each rank draws its own dropout masks, negatives and shuffles. None in a single-process run."""
+    import torch.distributed as dist
+
+    if trainer.config["single_spec"] or not dist.is_initialized():
+        return None
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, random_states(loaders))
+    return states
 
 
 def resume_trainer(trainer, checkpoint, path, loaders):
@@ -169,7 +230,18 @@ def resume_trainer(trainer, checkpoint, path, loaders):
     trainer.best_valid_score = state["best_valid_score"]
     trainer.best_valid_result = state["best_valid_result"] or None
     trainer.saved_model_file = str(path)
+    trainer.recbole_dien_reserved = True  # the run goes on writing the file it resumes
+    trainer.recbole_dien_written = (str(path), state["epoch"])
     trainer.recbole_dien_best = {key: checkpoint[key] for key in BEST_KEYS}
     trainer.recbole_dien_resume = state
-    set_random_states(state["random"], loaders)  # last: nothing may draw between here and fit
+    states = state["random"]
+    if not trainer.config["single_spec"]:
+        from recbole_dien.trainer.distributed import global_rank
+
+        by_rank, rank = state.get("random_by_rank") or [], global_rank(trainer.config)
+        if rank >= len(by_rank):
+            raise CheckpointError(f"{path} holds the random states of {len(by_rank) or 1} process(es); resume it "
+                                  "with as many (--nproc / --world_size as the run had)")
+        states = by_rank[rank]
+    set_random_states(states, loaders)  # last: nothing may draw between here and fit
     return trainer.start_epoch

@@ -45,3 +45,8 @@ def available_protocols(dataset_name):
     named = sorted(p.stem[len(dataset_name) + 1:] for p in folder.glob(f"{dataset_name}-*.yaml"))
     return (["default"] if dataset_config_file(dataset_name) else []) + named
 
+
+
+def resource_dir(name):
+    """The folder ``props``, ``dataset_configs`` or ``hyper``, in a checkout or installed."""
+    return _resource_dir(name)

@@ -57,3 +57,27 @@ def get_model(model_name):
             f"DIN is spelled '{RECBOLE_PREFIX}DIN')"
         )
     return model_class
+
+
+def recbole_get_model_naming_plugin_models(get_model):
+    """RecBole's ``get_model`` that, for a name RecBole has no model of, says in one line where it
+    lives instead of failing on the import of an optional library: RecBole's own search imports
+    ``exlib_recommender`` (and so ``lightgbm``) for any name it does not find earlier, so
+    ``get_model('DSIN')`` ended in "No module named 'lightgbm'"."""
+    def wrapper(model_name):
+        if not isinstance(model_name, str) or _recbole_model(model_name) is not None:
+            return get_model(model_name)
+        if model_name in PLUGIN_MODELS:
+            raise UnknownModelError(
+                f"RecBole has no model '{model_name}': it is recbole-dien's ({PLUGIN_MODELS[model_name]}); get it "
+                f"with recbole_dien.get_model('{model_name}') or from recbole_dien import {model_name}, and build "
+                "its config with recbole_dien.Config")
+        try:
+            return get_model(model_name)
+        except ImportError:  # RecBole's search reached exlib_recommender: the name is no model of RecBole's
+            raise UnknownModelError(f"`model_name` [{model_name}] is not the name of an existing model "
+                                    f"(neither RecBole's nor recbole-dien's: {', '.join(PLUGIN_MODELS)})") from None
+
+    wrapper.names_plugin_models = True
+    wrapper.__wrapped__ = get_model
+    return wrapper

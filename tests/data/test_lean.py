@@ -196,45 +196,6 @@ def test_dien_resampled_negatives_on_the_lean_path(tiny_config_dict):
                        valid.dataset[torch.arange(5)]["neg_item_id_list"])
 
 
-# --- saving -----------------------------------------------------------------------------------
-
-def test_saved_datasets_are_written_but_never_read_back(tiny_config_dict, tmp_path):
-    settings = {**tiny_config_dict, **PROTOCOLS["uni100"], "save_dataset": True}
-    config = Config("DIN", "tiny", config_dict=settings, cmd_args=[])
-    create_dataset(config)
-    saved = list((tmp_path / "saved").glob("tiny-*.pth"))
-    assert [path.name for path in saved] == ["tiny-LeanSequentialDataset.pth"]
-    config = Config("DIN", "tiny", config_dict={**settings, "dataset_save_path": str(saved[0])}, cmd_args=[])
-    with pytest.raises(ConfigError, match="dataset_save_path: .* never unpickles .* remove the setting"):
-        create_dataset(config)
-
-
-def test_saved_dataloaders_round_trip(tiny_config_dict, tmp_path, monkeypatch):
-    settings = {**tiny_config_dict, **PROTOCOLS["uni100"], "save_dataloaders": True}
-    _, loaders = pipeline("DIN", "tiny", settings, lean=True)
-    saved = list((tmp_path / "saved").glob("tiny-for-DIN-dataloader.pth"))
-    assert len(saved) == 1
-
-    def rebuilt(*args):
-        raise AssertionError("data_preparation built new loaders instead of loading the saved ones")
-
-    monkeypatch.setattr("recbole.data.utils.create_samplers", rebuilt)
-    _, reloaded = pipeline("DIN", "tiny", {**settings, "save_dataloaders": False,
-                                           "dataloaders_save_path": str(saved[0])}, lean=True)
-    assert reloaded[0].dataset.is_lean
-    # the training rows (RecBole restores the loader's shuffling state its own way), then every
-    # evaluation batch
-    train, expected_train = reloaded[0].dataset, loaders[0].dataset
-    rows, expected_rows = train[torch.arange(len(train))], expected_train[torch.arange(len(expected_train))]
-    assert all(torch.equal(rows[key], expected_rows[key]) for key in expected_rows.interaction)
-    ours, theirs = every_batch(reloaded[1:]), every_batch(loaders[1:])
-    assert len(ours) == len(theirs) > 1
-    for batch, expected in zip(ours, theirs):
-        assert [name for name, _ in batch] == [name for name, _ in expected]
-        for (name, a), (_, b) in zip(batch, expected):
-            assert torch.equal(a, b), name
-
-
 def test_fearec_is_refused_on_the_lean_path(tiny_config_dict):
     config = Config("FEARec", "tiny", config_dict={**tiny_config_dict, **PROTOCOLS["fullsort"],
                                                     "train_neg_sample_args": None, "loss_type": "CE",
@@ -251,3 +212,39 @@ def test_zero_dimensional_and_string_indices(tiny_config_dict):
     assert row["item_id_list"].shape == (8,) and row["neg_item_id_list"].shape == (8,)
     assert torch.equal(row["item_id_list"], train.dataset[3]["item_id_list"])
     assert torch.equal(lean["timestamp_list"], dense.inter_feat["timestamp_list"])
+
+
+def test_dsin_sessions_of_a_hand_made_log():
+    from recbole_dien.data.dataset import log_sessions, session_positions
+
+    # user 1 at 0, 5 | 100, 101, 102 | 300; user 2 at 0 | 50, 51 (session_gap 10)
+    users = torch.tensor([1, 1, 1, 1, 1, 1, 2, 2, 2])
+    times = torch.tensor([0, 5, 100, 101, 102, 300, 0, 50, 51], dtype=torch.float64)
+    sessions = log_sessions(users, times, 10)
+    assert sessions["session"].tolist() == [0, 0, 1, 1, 1, 2, 3, 4, 4]
+    assert sessions["first"].tolist() == [0, 2, 5, 6, 7] and sessions["last"].tolist() == [1, 4, 5, 6, 8]
+    assert sessions["users_first"].tolist() == [0, 0, 0, 3, 3]
+    # K = 2 sessions of T = 2 behaviours, histories ending at these positions
+    positions, real, lengths = session_positions(sessions, torch.tensor([5, 4, 3, 1, 6, 8]), 2, 2)
+    assert lengths.tolist() == [3, 4, 4, 2, 1, 3]
+    assert (positions * real).tolist() == [[3, 4, 5, 0],   # {101, 102} of the middle session, {300}
+                                           [0, 1, 3, 4],   # {0, 5}, {101, 102}
+                                           [0, 1, 2, 3],   # {0, 5}, {100, 101}: the newest cut where the history ends
+                                           [0, 1, 0, 0],   # one session: no older one of the user
+                                           [6, 0, 0, 0],   # user 2's first: user 1's sessions are not his
+                                           [6, 7, 8, 0]]
+    assert torch.equal(real, torch.arange(4) < lengths.unsqueeze(1))
+
+
+def test_dsin_rows_hold_no_history_and_batches_hold_k_sessions_of_t(tiny_config_dict):
+    from recbole_dien.data.dataset import DSINDataset
+
+    settings = {**tiny_config_dict, **PROTOCOLS["uni100"], "max_sessions": 3, "max_session_length": 2}
+    data, (train, _, _) = pipeline("DSIN", "tiny", settings, lean=True)
+    assert type(data) is DSINDataset and all(value.dim() == 1 for value in data.inter_feat.interaction.values())
+    rows = train.dataset[torch.arange(len(train.dataset))]
+    assert rows["item_id_list"].shape == rows["timestamp_list"].shape == (len(rows), 6)
+    assert rows["timestamp_list"].dtype == torch.float64
+    assert 0 < rows["item_length"].min() and rows["item_length"].max() == 6
+    dense, _ = pipeline("DSIN", "tiny", settings, lean=False)
+    assert not dense.is_lean and dense.inter_feat["item_id_list"].shape[1] == 6

@@ -239,7 +239,11 @@ def reference_scores(model, batch):
         history = model.item_embedding(batch[model.ITEM_SEQ][r, :length])               # [T, D]
         states, _ = model.interest_extractor(history.unsqueeze(0))                       # [1, T, H]
         target = model.item_embedding(batch[model.ITEM_ID][r:r + 1])                     # [1, D]
-        scores = model.attention(model.query_projection(target), states)                 # [1, T]
+        if model.attention_type == "bilinear":  # eq. 8: h_t W e_a, with W [H, D]
+            W = model.attention.weight.weight
+            scores = torch.stack([states[0, t] @ W @ target[0] for t in range(length)]).unsqueeze(0)  # [1, T]
+        else:
+            scores = model.attention(model.query_projection(target), states)             # [1, T]
         attention = torch.softmax(scores, -1) if model.attention_softmax else torch.sigmoid(scores)
         evolved = reference_evolution(model.interest_evolution, states, attention, torch.tensor([length]))
         features = [evolved, target, model.user_embedding(batch[model.USER_ID][r:r + 1])]
@@ -250,7 +254,9 @@ def reference_scores(model, batch):
 
 
 @pytest.mark.parametrize("settings", [{}, {"attention_softmax": True, "history_sum_features": True},
-                                      {"gru_type": "AGRU"}, {"gru_type": "GRU"}, {"gru_type": "AIGRU"}])
+                                      {"gru_type": "AGRU"}, {"gru_type": "GRU"}, {"gru_type": "AIGRU"},
+                                      {"attention_type": "bilinear", "gru_hidden_size": 20},
+                                      {"attention_type": "bilinear", "attention_softmax": False, "gru_type": "AGRU"}])
 def test_packed_batch_matches_a_row_by_row_reference(dien_setup, settings):
     model, _, batch = dien_setup(**settings)
     model.eval()
@@ -281,3 +287,52 @@ def test_recboles_own_dien_dataset_is_named_in_one_warning(tiny_config_dict, cap
         DIEN(config, train_data._dataset)
     (warning,) = [r.getMessage() for r in caplog.records if "DIENDataset" in r.getMessage()]
     assert "misaligns" in warning and "recbole_dien.create_dataset" in warning
+
+
+# --- the paper's bilinear attention (attention_type: bilinear) ---------------------------------
+
+BILINEAR = {"attention_type": "bilinear", "gru_hidden_size": 20}  # W [20, 72]: not square
+
+
+def test_bilinear_attention_is_the_papers_form_on_the_real_steps(dien_setup):
+    model, _, batch = dien_setup(**BILINEAR)
+    model.eval()
+    assert not any(isinstance(m, torch.nn.Linear) and m is not model.attention.weight
+                   for m in model.attention.modules())  # no MLP: only W
+    weights = model.attention_weights(batch)["interest states"]                     # [B, L]
+    with torch.no_grad():
+        for r in range(0, len(batch), 5):
+            length = int(batch[model.ITEM_SEQ_LEN][r])
+            history = model.item_embedding(batch[model.ITEM_SEQ][r, :length])
+            states, _ = model.interest_extractor(history.unsqueeze(0))              # [1, T, H]
+            target = model.item_embedding(batch[model.ITEM_ID][r])
+            W = model.attention.weight.weight                                       # [H, D]
+            expected = torch.softmax(torch.stack([states[0, t] @ W @ target for t in range(length)]), 0)
+            torch.testing.assert_close(weights[r, :length], expected, rtol=1e-5, atol=1e-6)
+            assert torch.all(weights[r, length:] == 0)
+
+
+@pytest.mark.parametrize("settings", [BILINEAR, {**BILINEAR, "attention_softmax": False, "gru_type": "AGRU",
+                                                 "history_sum_features": True}])
+def test_bilinear_attention_in_training_full_sort_and_export(dien_setup, settings):
+    from recbole_dien.serving import export
+
+    model, train_data, batch = dien_setup(full_sort_chunk_elements=20000, **settings)
+    assert_every_parameter_gets_a_gradient(model, batch)
+    assert torch.isfinite(model.calculate_loss(batch))
+    assert_full_sort_matches_predict(model, batch[::7])
+    model.eval()
+    scorer = export.exported_scorer(model, train_data._dataset)  # the torch.export program, on internal ids
+    rows = batch[:29]
+    candidates = torch.randint(1, model.n_items, (len(rows), 4))
+    scores = scorer.score_ids(rows[model.USER_ID], rows[model.ITEM_SEQ], rows[model.ITEM_SEQ_LEN], None, candidates)
+    for column in range(4):
+        rows[model.ITEM_ID] = candidates[:, column]
+        torch.testing.assert_close(scores[:, column], model.predict(rows), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_type_is_validated(dien_setup):
+    from recbole_dien.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"attention_type='dot'.*one of mlp, bilinear.*props/DIEN.yaml"):
+        dien_setup(attention_type="dot")

@@ -1,3 +1,5 @@
+from collections import Counter
+
 import pytest
 import torch
 
@@ -61,14 +63,42 @@ def test_gradients_reach_every_parameter(din_setup):
     assert_every_parameter_gets_a_gradient(model, batch)
 
 
-def test_mini_batch_l2_adds_the_penalty_of_the_rows_in_the_batch(din_setup):
-    model, _, batch = din_setup(mini_batch_l2=0.5)
+def reference_minibatch_l2(embedding, used_ids, training_ids):
+    r"""\sum_j ||w_j||^2 / n_j over the embedding rows j (every token field's) that the ids a batch
+    uses bring, each once; n_j counts the rows' tokens over every id occurrence of the training data."""
+    penalty = 0.0
+    for field in embedding.token_fields + embedding.token_seq_fields:
+        column = embedding.column(field)
+        def tokens(row):
+            values = column[row].reshape(-1).tolist()
+            return [t for t in values if t != 0] if field in embedding.token_seq_fields else values
+        occurrences = Counter(t for row in training_ids for t in tokens(row))
+        used = {t for row in set(used_ids) for t in tokens(row)}
+        weight = embedding.embeddings[field].weight
+        penalty = penalty + sum(weight[t].pow(2).sum() / occurrences[t] for t in used)
+    return penalty
+
+
+def test_mini_batch_l2_penalises_only_the_ids_the_batch_uses(din_setup):
+    model, train_data, batch = din_setup(mini_batch_l2=0.05)
     model.eval()  # same statistics for both losses
+    seq, lengths = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    assert (lengths < seq.shape[1]).any(), "the batch should contain padded histories"
+    # ids at padded positions (not zero here) are no behaviours: they must not be penalised
+    padded = torch.arange(seq.shape[1]) >= lengths.unsqueeze(-1)
+    batch[model.ITEM_SEQ] = torch.where(padded, torch.randint_like(seq, 1, model.n_items), seq)
     with_penalty = model.calculate_loss(batch)
-    items = torch.cat([batch[model.ITEM_SEQ].flatten(), batch[model.ITEM_ID]])
-    penalty = model.item_embedding.minibatch_l2(items) + model.user_embedding.minibatch_l2(batch[model.USER_ID])
     model.mini_batch_l2 = 0.0
-    torch.testing.assert_close(with_penalty, model.calculate_loss(batch) + 0.25 * penalty)
+    without = model.calculate_loss(batch)
+
+    rows = train_data._dataset[torch.arange(len(train_data._dataset))]
+    def real_items(rows):
+        return [i for r in range(len(rows)) for i in rows[model.ITEM_SEQ][r, :int(rows[model.ITEM_SEQ_LEN][r])].tolist()
+                ] + rows[model.ITEM_ID].tolist()
+    penalty = (reference_minibatch_l2(model.item_embedding, real_items(batch), real_items(rows))
+               + reference_minibatch_l2(model.user_embedding, batch[model.USER_ID].tolist(),
+                                        rows[model.USER_ID].tolist()))
+    torch.testing.assert_close(with_penalty - without, 0.05 / 2 * penalty, rtol=1e-5, atol=1e-7)
 
 
 def test_occurrence_counts_cover_histories_and_targets(din_setup):

@@ -1,4 +1,6 @@
 """End-to-end runs on the tiny dataset: our runner, RecBole's own pipeline, checkpoint reloads."""
+from pathlib import Path
+
 import torch
 from recbole.config import Config as RecBoleConfig
 from recbole.data import create_dataset as recbole_create_dataset
@@ -65,3 +67,31 @@ def test_import_keeps_autograd_anomaly_detection_off():
     # RecBole's sine.py switches it on at import; recbole_dien imports RecBole's models and undoes it
     assert recbole_dien.compat._applied
     assert not torch.is_anomaly_enabled()
+
+
+# --- RecBole's own entry points with the plugin's classes -----------------------------------------
+
+def test_recboles_run_recbole_trains_the_plugin_class_it_is_given(tiny_config_dict, monkeypatch):
+    import sys
+
+    from recbole.quick_start import run_recbole
+
+    monkeypatch.setattr(sys, "argv", ["run_recbole.py"])  # RecBole's Config reads the command line
+    result = run_recbole(model=DIN, dataset="tiny", config_dict=tiny_config_dict)
+    assert set(result) == {"best_valid_score", "valid_score_bigger", "best_valid_result", "test_result"}
+    assert_ctr_metrics(result["test_result"])
+    (checkpoint,) = (Path(tiny_config_dict["checkpoint_dir"])).glob("DIN-*.pth")
+    # the weights are those of the plugin's DIN (RecBole's own has other parameters): they load into it
+    _, model, *_ = load_data_and_model(str(checkpoint))
+    saved = torch.load(checkpoint)["state_dict"]
+    assert isinstance(model, DIN) and set(saved) == set(model.state_dict())
+
+
+def test_recboles_load_data_and_model_reads_a_plugin_checkpoint(tiny_config_dict):
+    from recbole.quick_start import load_data_and_model as recbole_load_data_and_model
+
+    result = run("DIEN", "tiny", config_dict=tiny_config_dict, cmd_args=[])
+    config, model, dataset, train_data, valid_data, test_data = recbole_load_data_and_model(result["saved_model_file"])
+    assert isinstance(model, DIEN) and config["seed"] == tiny_config_dict["seed"]
+    saved = torch.load(result["saved_model_file"])["state_dict"]
+    assert all(torch.equal(saved[name], value) for name, value in model.state_dict().items())

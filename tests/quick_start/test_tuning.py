@@ -50,3 +50,36 @@ def test_missing_hyperopt_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "hyperopt", None)
     with pytest.raises(ConfigError, match=r'pip install -e "\.\[tune\]"'):
         tuning.require_hyperopt()
+
+
+@pytest.fixture
+def marker(tmp_path):
+    path = tmp_path / "PWNED"
+    yield path
+    assert not path.exists(), "the search space ran its command"
+
+
+def test_a_choice_line_is_never_evaluated(tmp_path, marker):
+    from recbole.trainer import HyperTuning
+
+    space = tmp_path / "bad.hyper"
+    space.write_text(f"learning_rate choice [0.1]\nembedding_size choice __import__('os').system('touch {marker}')\n")
+    for build in (tuning.build_space_from_file, HyperTuning._build_space_from_file):  # RecBole's own, shimmed
+        with pytest.raises(ConfigError) as error:
+            build(str(space))
+        assert str(error.value).startswith(f"params file {space}, line 2: ") and "never evaluated" in str(error.value)
+
+
+def test_the_tune_command_writes_under_saved_not_the_working_folder(tiny_config_dict, tmp_path, capsys):
+    import yaml
+
+    space = tmp_path / "space.hyper"
+    space.write_text("embedding_size choice [4]\n")
+    settings = tmp_path / "tiny.yaml"
+    settings.write_text(yaml.safe_dump({k: v for k, v in tiny_config_dict.items() if k not in ("dataset",)}))
+    assert tuning.main(["--model=DIN", "--dataset=tiny", f"--config_files={settings}", f"--params_file={space}",
+                        "--tool=random", "--max_evals=1"]) == 0
+    assert (tmp_path / "saved" / "tune" / "DIN-tiny.result").is_file()
+    assert (tmp_path / "saved" / "tune" / "DIN-tiny.result.md").is_file()
+    assert not list(tmp_path.glob("hyper_result*"))
+    assert "wrote saved/tune/DIN-tiny.result and saved/tune/DIN-tiny.result.md" in capsys.readouterr().out

@@ -70,7 +70,7 @@ def test_the_latest_history_ends_with_the_test_target(trained):
     extended = with_latest_behaviour(rows, config)
     for r in range(6):
         new_length = int(extended["item_length"][r])
-        assert new_length == min(int(lengths[r]) + 1, 8)
+        assert new_length == min(int(lengths[r]) + 1, seq.shape[1])  # the lists' width: DSIN's K x T
         assert extended["item_id_list"][r, new_length - 1] == targets[r]
         assert extended["timestamp_list"][r, new_length - 1] == times[r]
         kept = seq[r, :lengths[r]].tolist()[-(new_length - 1):] if new_length > 1 else []
@@ -88,3 +88,33 @@ def test_command_line_prints_or_writes_csv_and_names_an_unknown_user(trained, tm
     assert recommend_module.main([trained["DIN"], "--users", "nobody"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "user 'nobody' is not in the dataset" in err
+
+
+def test_a_given_history_scores_as_the_test_row_does_and_new_users_need_only_that(trained, capsys):
+    loaded = load_data_and_model(trained["DIN"])
+    config, _, dataset, _, _, test_data = loaded
+    test_split = test_data._dataset
+    rows = test_split[torch.arange(len(test_split))]
+    users = ["4", "9"]
+    histories = {}
+    for user in users:
+        row = (rows["user_id"] == dataset.token2id("user_id", user)).nonzero()[-1, 0]
+        length = int(rows["item_length"][row])
+        histories[user] = list(dataset.id2token("item_id", rows["item_id_list"][row, :length].numpy()))
+    from_log = recommend(loaded, users, topk=7, exclude_seen=False, history="test")
+    given = recommend(loaded, users, topk=7, exclude_seen=False, histories=histories)
+    for (user, items, scores), (user_given, items_given, scores_given) in zip(from_log, given):
+        assert user == user_given and items == items_given
+        torch.testing.assert_close(torch.tensor(scores_given), torch.tensor(scores), rtol=1e-5, atol=1e-6)
+    # a user the dataset does not hold: its history (new items dropped), its history's items left out
+    history = histories["4"] + ["never-seen"]
+    ((user, items, scores),) = recommend(loaded, ["newcomer"], topk=10, histories={"newcomer": history})
+    assert user == "newcomer" and len(items) == 10 and not set(items) & set(history)
+    assert scores == sorted(scores, reverse=True)
+    assert recommend_module.main([trained["DIN"], "--users", "newcomer", "--history-items", *history[:3],
+                                  "--topk", "3"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("newcomer: ") and len(line.split()) == 4
+    with pytest.raises(SystemExit):
+        recommend_module.main([trained["DIN"], "--users", "1", "2", "--history-items", "5"])
+    assert "exactly one --users token" in capsys.readouterr().err

@@ -43,14 +43,18 @@ def marker(tmp_path):
 
 
 def test_the_payload_is_live_when_an_unpickler_constructs_it(tmp_path):
-    # the control: without weights_only, the crafted file does run its command
+    # the control: without weights_only, a crafted file does run its command
     marker = tmp_path / "control"
-    path = crafted_checkpoint(tmp_path, config_payload(RecBoleConfig, marker))
-    try:
-        torch.load(path, weights_only=False)
-    except Exception:
-        pass  # Config(model=None) fails after it has evaluated the settings
+    path = crafted_checkpoint(tmp_path, ConstructOnLoad(os.system, f"touch {marker}"))
+    torch.load(path, weights_only=False)
     assert marker.exists()
+
+
+def test_a_config_payload_runs_nothing_even_when_unpickled(tmp_path, marker):
+    # RecBole's Config evaluated the strings of its config_dict; with recbole_dien imported it does not
+    path = crafted_checkpoint(tmp_path, config_payload(RecBoleConfig, marker))
+    with pytest.raises(Exception):
+        torch.load(path, weights_only=False)  # Config(model=None) fails, after reading the settings
 
 
 @pytest.mark.parametrize("config_class", [RecBoleConfig, recbole_dien.Config], ids=["recbole", "plugin"])
@@ -174,3 +178,93 @@ def test_pickles_beside_the_checkpoint_are_never_read(din_checkpoint, marker):
             pickle.dump(payload, f)
     config, model, *_ = load_data_and_model(din_checkpoint)
     assert config["checkpoint_dir"] != folder and not config["save_dataset"] and not config["save_dataloaders"]
+
+
+# --- files that cannot be written, files that are not checkpoints, runs that share a folder ---------
+
+def test_a_2_gb_sparse_file_is_refused_at_once_without_torchs_advice(tmp_path):
+    path = tmp_path / "sparse.pth"
+    with open(path, "wb") as f:
+        f.truncate(2 << 30)  # 2 GB of zeros, no disk used
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(str(path))
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message and "corrupt or not a torch checkpoint" in message
+    assert "weights_only" not in message and "trusted" not in message
+
+
+def test_torchs_advice_never_passes_on_in_any_message():
+    from recbole_dien.trainer.checkpoint import _unpickler_problem
+
+    advice = RuntimeError("Cannot use ``weights_only=True`` with files saved in the legacy .tar format. In PyTorch "
+                          "2.6, we changed the default value of the `weights_only` argument in `torch.load` from "
+                          "`False` to `True`. Re-running `torch.load` with `weights_only` set to `False` will likely "
+                          "succeed, but it can result in arbitrary code execution. Do it only if you got the file from "
+                          "a trusted source.")
+    assert _unpickler_problem(advice) == "RuntimeError"
+
+
+def disk_full_after(writes, monkeypatch):
+    """``torch.save`` as the checkpoint module calls it: the first ``writes`` calls succeed, every
+    later one meets a full disk (it writes to /dev/full, so the error is the OS's own)."""
+    import recbole_dien.trainer.checkpoint as checkpoint_module
+
+    real_save, calls = torch.save, []
+
+    def save(state, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) <= writes:
+            return real_save(state, f, *args, **kwargs)
+        with open("/dev/full", "wb") as full:
+            real_save(state, full, *args, **kwargs)
+            full.flush()
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_naming_the_last_good_checkpoint(tiny_config_dict, tmp_path,
+                                                                              monkeypatch, capsys):
+    import yaml
+
+    from recbole_dien.cli import main
+
+    monkeypatch.setattr("recbole.trainer.trainer.get_local_time", lambda: "Jan-01-2027_00-00-00")
+    settings = tmp_path / "run.yaml"
+    settings.write_text(yaml.safe_dump({**tiny_config_dict, "epochs": 3, "stopping_step": 5}))
+    disk_full_after(2, monkeypatch)  # epoch 0: the best model, then its resume state; epoch 1's write fails
+    assert main(["run", "--model=DIN", "--dataset=tiny", f"--config_files={settings}"]) == 2
+    error = capsys.readouterr().err.strip()
+    path = f"{tiny_config_dict['checkpoint_dir']}/DIN-Jan-01-2027_00-00-00.pth"
+    assert error == (f"recbole-dien run: error: could not write checkpoint {path} (No space left on device, errno "
+                     f"28); the run stopped. Its last good checkpoint is {path} (after epoch 0): once there is room, "
+                     f"go on with --resume={path}")
+    assert load_checkpoint(path)["resume"]["epoch"] == 0  # whole, as written after epoch 0
+    assert os.listdir(tiny_config_dict["checkpoint_dir"]) == ["DIN-Jan-01-2027_00-00-00.pth"]  # no temporary file
+
+
+def test_a_full_disk_before_any_checkpoint_leaves_no_file(tiny_config_dict, monkeypatch):
+    disk_full_after(0, monkeypatch)
+    with pytest.raises(CheckpointError, match=r"\(No space left on device, errno 28\); the run stopped. No "
+                                              "checkpoint of this run was written before"):
+        run("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=[])
+    assert os.listdir(tiny_config_dict["checkpoint_dir"]) == []
+
+
+def test_runs_started_in_the_same_second_never_overwrite_each_other(tiny_config_dict, monkeypatch):
+    monkeypatch.setattr("recbole.trainer.trainer.get_local_time", lambda: "Jan-01-2027_00-00-00")
+    first = run("DIN", "tiny", config_dict=tiny_config_dict, cmd_args=[])["saved_model_file"]
+    with open(first, "rb") as f:
+        written = f.read()
+    second = run("DIN", "tiny", config_dict={**tiny_config_dict, "seed": 8}, cmd_args=[])["saved_model_file"]
+    folder = tiny_config_dict["checkpoint_dir"]
+    assert (first, second) == (f"{folder}/DIN-Jan-01-2027_00-00-00.pth", f"{folder}/DIN-Jan-01-2027_00-00-00-2.pth")
+    with open(first, "rb") as f:
+        assert f.read() == written  # the first run's file, untouched
+    assert load_checkpoint(second)["config"]["final_config_dict"]["seed"] == 8
+
+
+def test_a_name_is_reserved_exclusively(tmp_path):
+    from recbole_dien.trainer.checkpoint import reserve_file
+
+    names = [reserve_file(tmp_path / "DIN-now.pth") for _ in range(3)]
+    assert names == [str(tmp_path / name) for name in ("DIN-now.pth", "DIN-now-2.pth", "DIN-now-3.pth")]

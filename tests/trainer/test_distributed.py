@@ -1,12 +1,18 @@
 """Multi-process training on CPUs: RecBole's DDP path with gloo, exact gathered evaluation."""
 import glob
 import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from recbole.trainer import Trainer
 
 from recbole_dien import load_data_and_model, run
+from recbole_dien.trainer.distributed import DistributedError
 
 
 def free_port():
@@ -69,3 +75,160 @@ def test_fewer_evaluation_rows_than_processes_is_refused(monkeypatch):
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     with pytest.raises(ConfigError, match="1 evaluation rows cannot be shared by 2 processes"):
         distributed.shard_evaluation({"single_spec": False}, Loader())
+
+
+# --- runs across machines: no shared filesystem, missing and dead peers -------------------------------
+
+SCRIPT = str(Path(__file__).resolve().parents[2] / "run_recbole.py")
+
+
+@pytest.mark.parametrize("offset,expected", [
+    (0, "rank 1 of 2 never joined the run at localhost:{port} within ddp_timeout=3 s: start it with the same --ip"),
+    (1, "rank 1 could not reach rank 0 at localhost:{port} within ddp_timeout=3 s"),
+])
+def test_a_peer_that_never_starts_is_one_line_after_ddp_timeout(tiny_config_dict, offset, expected):
+    port = free_port()
+    with pytest.raises(DistributedError) as error:
+        run("DIN", "tiny", config_dict={**tiny_config_dict, "ddp_timeout": 3}, cmd_args=[], nproc=1, world_size=2,
+            port=port, group_offset=offset)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(expected.format(port=port)), message
+
+
+def machine_config(tmp_path, tiny_config_dict, name):
+    """A machine of its own: its working folder and checkpoint folder, nothing shared."""
+    folder = tmp_path / name
+    folder.mkdir()
+    settings = {**tiny_config_dict, "epochs": 2, "checkpoint_dir": "saved"}  # relative: each machine's own
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(settings))
+    return folder
+
+
+def test_two_machines_without_a_shared_folder_train_and_only_rank_0_writes(tiny_config_dict, tmp_path):
+    port = free_port()
+    launches = []
+    for offset in (0, 1):
+        folder = machine_config(tmp_path, tiny_config_dict, f"machine{offset}")
+        launches.append(subprocess.Popen(
+            [sys.executable, SCRIPT, "--model=DIN", "--dataset=tiny", "--config_files=tiny.yaml", "--world_size=2",
+             "--nproc=1", f"--group_offset={offset}", f"--port={port}"],
+            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [launch.communicate(timeout=600) for launch in launches]
+    for launch, (out, err) in zip(launches, outputs):
+        assert launch.returncode == 0, err[-3000:]
+    tests = [line for out, _ in outputs for line in out.splitlines() if line.startswith("test result")]
+    assert len(tests) == 2 and tests[0] == tests[1]  # both machines evaluated the same model
+    assert len(list((tmp_path / "machine0" / "saved").glob("DIN-*.pth"))) == 1
+    assert not (tmp_path / "machine1" / "saved").exists() or not list((tmp_path / "machine1" / "saved").iterdir())
+
+
+KILL_RANK_1 = textwrap.dedent("""
+    import os, signal, sys
+    from recbole.trainer import Trainer
+
+    train_epoch = Trainer._train_epoch
+
+    def killed_mid_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        # rank 1 dies after two batches of epoch 1 (rank 0 goes on until gloo reports the loss)
+        if epoch_idx == 1 and self.config["local_rank"] + (self.config["offset"] or 0) == 1:
+            class Dying:
+                def __init__(self, loader):
+                    self.loader = loader
+                def __len__(self):
+                    return len(self.loader)
+                def __getattr__(self, name):
+                    return getattr(self.loader, name)
+                def __iter__(self):
+                    for done, batch in enumerate(self.loader):
+                        if done == 2:
+                            os.kill(os.getpid(), signal.SIGKILL)
+                        yield batch
+            train_data = Dying(train_data)
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    Trainer._train_epoch = killed_mid_epoch  # also in the ranks, which import this file as __mp_main__
+    if __name__ == "__main__":
+        from recbole_dien import cli
+        sys.exit(cli.main(["run", *sys.argv[1:]]))
+""")
+
+
+def printed_results(out):
+    return [line for line in out.splitlines() if line.startswith(("best valid", "test result"))]
+
+
+def test_a_rank_that_dies_is_one_line_and_the_run_resumes_to_the_uninterrupted_result(tiny_config_dict, tmp_path):
+    settings = {**tiny_config_dict, "epochs": 3, "stopping_step": 3, "train_batch_size": 32}
+    settings.pop("checkpoint_dir")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(settings))
+    (tmp_path / "kill_rank_1.py").write_text(KILL_RANK_1 + "\n")
+    common = ["--model=DIN", "--dataset=tiny", "--config_files=tiny.yaml", "--nproc=2"]
+
+    def launch(*args):
+        return subprocess.run([sys.executable, *args, f"--port={free_port()}"], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=600)
+
+    whole = launch(SCRIPT, *common, f"--checkpoint_dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = launch("kill_rank_1.py", *common, f"--checkpoint_dir={tmp_path / 'killed'}")
+    assert killed.returncode == 2
+    (checkpoint,) = glob.glob(str(tmp_path / "killed" / "DIN-*.pth"))
+    error = killed.stderr.strip().splitlines()[-1]
+    assert error == (f"recbole-dien run: error: rank 1 was killed by SIGKILL: the run stopped; rank 0's checkpoint "
+                     f"{checkpoint} resumes it with --resume={checkpoint} and the same --nproc / --world_size")
+    assert "Traceback" not in killed.stderr
+
+    resumed = launch(SCRIPT, f"--resume={checkpoint}", "--nproc=2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert printed_results(resumed.stdout) == printed_results(whole.stdout)
+
+
+
+def test_across_machines_a_dead_peer_is_one_line_and_both_resume_from_rank_0s_file(tiny_config_dict, tmp_path):
+    port, folders = free_port(), []
+    for offset in (0, 1):
+        folder = machine_config(tmp_path, tiny_config_dict, f"machine{offset}")
+        (folder / "kill_rank_1.py").write_text(KILL_RANK_1 + "\n")
+        folders.append(folder)
+
+    def both(script_of, *args):
+        launches = [subprocess.Popen([sys.executable, script_of(offset), "--world_size=2", "--nproc=1",
+                                      f"--group_offset={offset}", f"--port={port}", *args],
+                                     cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for offset, folder in enumerate(folders)]
+        return [(launch.wait(timeout=600), *launch.communicate()) for launch in launches]
+
+    common = ["--model=DIN", "--dataset=tiny", "--config_files=tiny.yaml"]
+    # machine 1's process (rank 1) is killed in epoch 1; it is that machine's local rank 0
+    (status0, _, err0), (status1, _, err1) = both(lambda offset: SCRIPT if offset == 0 else "kill_rank_1.py", *common)
+    assert (status0, status1) == (2, 2), err0[-2000:] + err1[-2000:]
+    (checkpoint,) = glob.glob(str(folders[0] / "saved" / "DIN-*.pth"))
+    line0, line1 = err0.strip().splitlines()[-1], err1.strip().splitlines()[-1]
+    assert line0.startswith("run_recbole.py: error: rank 0 lost rank 1 of the process group (") and \
+        line0.endswith(f"): the run stopped; rank 0's checkpoint {Path(checkpoint).relative_to(folders[0])} resumes it "
+                       f"with --resume={Path(checkpoint).relative_to(folders[0])} and the same --nproc / --world_size")
+    assert line1 == ("recbole-dien run: error: rank 1 was killed by SIGKILL: the run stopped; rank 0's checkpoint "
+                     "resumes it (--resume on every machine, the same --nproc / --world_size)")
+
+    # machine 1 has no copy of the file: rank 0 sends it
+    relative = str(Path(checkpoint).relative_to(folders[0]))
+    assert not (folders[1] / relative).exists()
+    (status0, out0, err0), (status1, out1, err1) = both(lambda offset: SCRIPT, f"--resume={relative}")
+    assert (status0, status1) == (0, 0), err0[-2000:] + err1[-2000:]
+    assert printed_results(out0) == printed_results(out1) and len(printed_results(out0)) == 2
+    assert "training goes on at epoch 1" in err0 + out0
+
+
+def test_rank_0_says_which_ranks_it_waits_for_while_it_waits(monkeypatch):
+    from recbole_dien.trainer import distributed
+
+    class Store:  # ranks 1 and 3 of 4 have joined, rank 2 never does
+        def check(self, keys):
+            return keys[0] in ("recbole_dien/joined/1", "recbole_dien/joined/3")
+
+    monkeypatch.setattr(distributed, "WAIT_REPORT_S", 0.3)
+    said = []
+    with pytest.raises(DistributedError, match=r"^rank 2 of 4 never joined the run at host:1234 within "
+                                               r"ddp_timeout=1 s"):
+        distributed._wait_for_ranks(Store(), 4, "host:1234", 1.0, said.append)
+    assert said and all(line.startswith("rank 0: waiting for rank 2 at host:1234 (") for line in said)

@@ -27,3 +27,24 @@ def test_a_class_is_returned_unchanged():
 def test_unknown_names_give_one_clear_error(name):
     with pytest.raises(UnknownModelError, match=f"unknown model '{name}'"):
         get_model(name)
+
+
+@pytest.mark.parametrize("name", ["DSIN"])
+def test_recboles_get_model_says_where_the_plugins_models_live(name):
+    from recbole.utils import get_model as recbole_get_model
+
+    with pytest.raises(UnknownModelError) as error:
+        recbole_get_model(name)
+    message = str(error.value)
+    assert "\n" not in message and "lightgbm" not in message
+    assert f"it is recbole-dien's (recbole_dien.model.{name.lower()})" in message
+    assert f"recbole_dien.get_model('{name}')" in message
+
+
+def test_recboles_get_model_still_finds_its_own_models():
+    from recbole.model.sequential_recommender.din import DIN as RecBoleDIN
+    from recbole.utils import get_model as recbole_get_model
+
+    assert recbole_get_model("DIN") is RecBoleDIN
+    with pytest.raises(ValueError, match=r"\[Foo\] is not the name of an existing model"):
+        recbole_get_model("Foo")
