@@ -15,7 +15,7 @@ COMMANDS = {
     "run": ("recbole_dien.quick_start.quick_start", "train, validate and test a model (run_recbole.py)"),
     "tune": ("recbole_dien.quick_start.tuning", "hyper-parameter search with RecBole's HyperTuning (run_hyper.py)"),
     "recommend": ("recbole_dien.serving.recommend", "top-K items per user from a checkpoint"),
-    "export": ("recbole_dien.serving.export", "a torch-only serving program of a checkpoint"),
+    "export": ("recbole_dien.serving.export", "a serving program of a checkpoint: torch.export or ONNX, int8"),
     "plot": ("recbole_dien.serving.attention_plot", "attention heatmap of a checkpoint for one user"),
     "synthetic": ("recbole_dien.datasets.synthetic", "write a synthetic click log as RecBole atomic files"),
     "benchmark": ("recbole_dien.benchmark.command", "models x protocols x seeds: runs.csv, tables, plots"),

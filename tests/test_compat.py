@@ -109,7 +109,7 @@ def test_recboles_chained_fillna_fills_nothing_under_pandas_3(gaps_dataset):
     frame = pd.DataFrame({"price": [1.0, None, 3.0]})
     frame["price"].fillna(value=2.0, inplace=True)  # RecBole's call, dataset.py line 650
     assert frame["price"].isna().sum() == 1
-    assert not dataset.item_feat["price"].isnan().any()
+    assert not dataset.item_feat["price"].isna().any()
 
 
 @pytest.mark.skipif(not PANDAS_3, reason="pandas < 3 applies len per row in Series.agg (with a FutureWarning)")
