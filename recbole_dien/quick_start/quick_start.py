@@ -337,6 +337,12 @@ def build_parser(prog="recbole-dien run"):
     return parser
 
 
+def plain_metrics(result):
+    """A result's metrics as Python floats: printed the same whether RecBole's metric gave a numpy
+    scalar (``np.float64(0.6957)`` under numpy 2) or a checkpoint's plain number."""
+    return {key: float(value) for key, value in dict(result or {}).items()}
+
+
 def main(argv=None, prog="recbole-dien run"):
     """The ``run`` command (``run_recbole.py``): RecBole's flags, ``--key=value`` settings."""
     parser = build_parser(prog)
@@ -359,6 +365,6 @@ def main(argv=None, prog="recbole-dien run"):
     except RecBoleDienError as error:
         return report(parser, error)
     if result is not None:
-        print(f"best valid: {dict(result['best_valid_result'] or {})}")
-        print(f"test result: {dict(result['test_result'])}")
+        print(f"best valid: {plain_metrics(result['best_valid_result'])}")
+        print(f"test result: {plain_metrics(result['test_result'])}")
     return 0
