@@ -3,7 +3,6 @@ import glob
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from recbole.trainer import Trainer
 
 from recbole_dien import load_data_and_model, run
 from recbole_dien.trainer.distributed import DistributedError
+from tests.trainer.test_resume import killing_script
 
 
 def free_port():
@@ -122,35 +122,11 @@ def test_two_machines_without_a_shared_folder_train_and_only_rank_0_writes(tiny_
     assert not (tmp_path / "machine1" / "saved").exists() or not list((tmp_path / "machine1" / "saved").iterdir())
 
 
-KILL_RANK_1 = textwrap.dedent("""
-    import os, signal, sys
-    from recbole.trainer import Trainer
-
-    train_epoch = Trainer._train_epoch
-
-    def killed_mid_epoch(self, train_data, epoch_idx, *args, **kwargs):
-        # rank 1 dies after two batches of epoch 1 (rank 0 goes on until gloo reports the loss)
-        if epoch_idx == 1 and self.config["local_rank"] + (self.config["offset"] or 0) == 1:
-            class Dying:
-                def __init__(self, loader):
-                    self.loader = loader
-                def __len__(self):
-                    return len(self.loader)
-                def __getattr__(self, name):
-                    return getattr(self.loader, name)
-                def __iter__(self):
-                    for done, batch in enumerate(self.loader):
-                        if done == 2:
-                            os.kill(os.getpid(), signal.SIGKILL)
-                        yield batch
-            train_data = Dying(train_data)
-        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
-
-    Trainer._train_epoch = killed_mid_epoch  # also in the ranks, which import this file as __mp_main__
-    if __name__ == "__main__":
-        from recbole_dien import cli
-        sys.exit(cli.main(["run", *sys.argv[1:]]))
-""")
+# rank 1 dies after two batches of epoch 1 (rank 0 goes on until gloo reports the loss); the ranks
+# import this file as __mp_main__, so the patched trainer is theirs too
+KILL_RANK_1 = killing_script('if __name__ == "__main__":\n    from recbole_dien import cli\n'
+                             '    sys.exit(cli.main(["run", *sys.argv[1:]]))', epoch=1, after_batches=2,
+                             also_when='self.config["local_rank"] + (self.config["offset"] or 0) == 1')
 
 
 def printed_results(out):

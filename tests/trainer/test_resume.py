@@ -17,10 +17,11 @@ from recbole_dien.trainer.resume import random_states, set_random_states
 SCRIPT = str(Path(__file__).resolve().parents[2] / "run_recbole.py")
 EPOCHS, KILLED_IN_EPOCH, KILLED_AFTER_BATCHES = 4, 2, 2  # epochs count from 0 in RecBole's logs
 
-def killing_script(main_call, epoch=KILLED_IN_EPOCH, after_batches=KILLED_AFTER_BATCHES):
+def killing_script(main_call, epoch=KILLED_IN_EPOCH, after_batches=KILLED_AFTER_BATCHES, also_when="True"):
     """A Python script that runs ``main_call`` (a line of code) with RecBole's trainer killing its
     process with SIGKILL after a few batches of one epoch: a crash at a known point (a timer could
-    land between epochs or in a write)."""
+    land between epochs or in a write). ``also_when``: a further condition on the trainer ``self``
+    (e.g. which rank dies)."""
     return textwrap.dedent(f"""
         import os, signal, sys
         from recbole.trainer import Trainer
@@ -29,7 +30,7 @@ def killing_script(main_call, epoch=KILLED_IN_EPOCH, after_batches=KILLED_AFTER_
         train_epoch = Trainer._train_epoch
 
         def killed_mid_epoch(self, train_data, epoch_idx, *args, **kwargs):
-            if epoch_idx != {epoch}:
+            if epoch_idx != {epoch} or not ({also_when}):
                 return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
 
             class Dying:
