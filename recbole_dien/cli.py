@@ -18,6 +18,7 @@ COMMANDS = {
     "export": ("recbole_dien.serving.export", "a serving program of a checkpoint: torch.export or ONNX, int8"),
     "plot": ("recbole_dien.serving.attention_plot", "attention heatmap of a checkpoint for one user"),
     "synthetic": ("recbole_dien.datasets.synthetic", "write a synthetic click log as RecBole atomic files"),
+    "convert": ("recbole_dien.datasets.convert", "convert a public dataset's raw files (alimama, amazon, taobao)"),
     "benchmark": ("recbole_dien.benchmark.command", "models x protocols x seeds: runs.csv, tables, plots"),
 }
 

@@ -16,7 +16,8 @@ def test_help_lists_every_subcommand_with_what_it_does(capsys):
     assert out.startswith("usage: recbole-dien")
     for name, (_, purpose) in cli.COMMANDS.items():
         assert f"  {name} " in out and purpose in out
-    assert set(cli.COMMANDS) == {"run", "tune", "recommend", "export", "plot", "synthetic", "benchmark"}
+    assert set(cli.COMMANDS) == {"run", "tune", "recommend", "export", "plot", "synthetic", "convert",
+                                 "benchmark"}
 
 
 @pytest.mark.parametrize("name", list(cli.COMMANDS))
