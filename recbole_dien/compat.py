@@ -346,11 +346,43 @@ def _search_spaces_read_without_eval():
     HyperTuning._build_space_from_file = staticmethod(build_space_from_file)
 
 
+class _NumpyWithGeneratorRandomState:
+    """The ``numpy`` module as RecBole's ``hyper_tuning`` sees it: ``np.random.RandomState(seed)``
+    gives a ``Generator``. ``exhaustive_search`` (``rng = np.random.RandomState(seed)``) hands its
+    rng to hyperopt, whose samplers since 0.2.7 (the oldest the tune extra admits) call
+    ``rng.integers``, which a ``RandomState`` lacks: every ``--tool=exhaustive`` run failed on its
+    first trial."""
+
+    def __init__(self, numpy):
+        self._numpy = numpy
+        self.random = _RandomWithGenerator(numpy.random)
+
+    def __getattr__(self, name):
+        return getattr(self._numpy, name)
+
+
+class _RandomWithGenerator:
+    def __init__(self, random):
+        self._random = random
+        self.RandomState = random.default_rng
+
+    def __getattr__(self, name):
+        return getattr(self._random, name)
+
+
+def _exhaustive_search_on_hyperopt_generators():
+    import recbole.trainer.hyper_tuning as hyper_tuning
+
+    if not isinstance(hyper_tuning.np, _NumpyWithGeneratorRandomState):
+        hyper_tuning.np = _NumpyWithGeneratorRandomState(hyper_tuning.np)
+
+
 def _safety_shims(config_class, dataset_class):
     import recbole.config.configurator as configurator
 
     _settings_parsed_without_eval(config_class)
     _search_spaces_read_without_eval()
+    _exhaustive_search_on_hyperopt_generators()
     _saved_data_never_unpickled()
     _recbole_get_model_naming_plugin_models(configurator, sys.modules["recbole.utils"])
     _when_imported("recbole.quick_start.quick_start", _recbole_quick_start_with_plugin_classes)

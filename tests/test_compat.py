@@ -150,3 +150,25 @@ def test_recboles_numpy_aliases_come_from_names_numpy_1_and_2_share(gaps_dataset
     else:
         original(gaps_dataset)
         assert np.float is np.float64
+
+
+def test_exhaustive_search_tries_every_combination_once(tmp_path):
+    """RecBole's exhaustive_search hands hyperopt a RandomState; hyperopt >= 0.2.7 calls
+    rng.integers on it, so without the shim the first trial raises AttributeError."""
+    pytest.importorskip("hyperopt")
+    from recbole.trainer import HyperTuning
+
+    from recbole_dien.quick_start.tuning import build_space_from_file
+
+    space = tmp_path / "grid.hyper"
+    space.write_text("learning_rate choice [0.01,0.001]\nembedding_size choice [8,16,32]\n")
+    tried = []
+
+    def objective(config_dict, config_file_list, saved=True):
+        tried.append((config_dict["learning_rate"], config_dict["embedding_size"]))
+        return {"model": "fake", "best_valid_score": len(tried), "valid_score_bigger": True,
+                "best_valid_result": {}, "test_result": {}}
+
+    tuner = HyperTuning(objective, space=build_space_from_file(str(space)), algo="exhaustive", max_evals=100)
+    tuner.run()
+    assert sorted(tried) == sorted((rate, size) for rate in (0.01, 0.001) for size in (8, 16, 32))
