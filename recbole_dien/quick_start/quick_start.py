@@ -136,8 +136,7 @@ def _run_rank(rank, model, dataset, config_file_list, config_dict, cmd_args, sav
     except RuntimeError as error:  # gloo: a peer closed its connections (it died or was killed)
         if not torch.distributed.is_initialized():
             raise
-        queue.put(("error", str(distributed.lost_peer(distributed.global_rank(settings), settings["world_size"],
-                                                      error, written[-1] if written else resume))))
+        queue.put(("error", str(distributed.lost_peer(settings, error, written[-1] if written else resume))))
         raise SystemExit(2) from None
     finally:
         # a process that exits with its group alive can abort in gloo's teardown (SIGABRT)

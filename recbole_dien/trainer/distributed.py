@@ -32,13 +32,16 @@ Across machines no shared filesystem is assumed and no peer is waited for in sil
 * Only global rank 0 (``local_rank + offset``) writes the checkpoint; the test pass takes the best
   weights from rank 0 over the group (:func:`take_best_model_from_rank0`), not from its file.
 * A peer that dies mid-run is one line naming the rank (:func:`lost_peer`); the run resumes from
-  rank 0's checkpoint.
+  rank 0's checkpoint. gloo's error names no rank, so every CPU rank counts up its own key in the
+  run's store from a thread (:func:`start_heartbeat`); a survivor names the peers whose count
+  stands still (:func:`silent_peers`), or rank 0 when the store (rank 0's process) is gone.
 """
 import datetime
 import logging
 import os
 import re
 import socket
+import threading
 import time
 
 import torch
@@ -51,6 +54,9 @@ COLLECTIVE_TIMEOUT_S = 1800.0
 WAIT_REPORT_S = 10.0  # how often a waiting rank says what it waits for
 _JOINED_KEY = "recbole_dien/joined/{}"
 _CHECKPOINT_KEY = "recbole_dien/checkpoint"
+_BEAT_KEY = "recbole_dien/beat/{}"
+_LEFT_KEY = "recbole_dien/left/{}"  # a survivor that reported a loss and stops beating on purpose
+HEARTBEAT_S = 0.5
 _joined = {}  # (ip, port, rank) -> the store join() made, for init_process_group to use
 
 
@@ -169,6 +175,46 @@ def shared_checkpoint(final, path, load_checkpoint):
         return load_checkpoint(copy)
 
 
+def _store_client(final, timeout=10.0):
+    return torch.distributed.TCPStore(final["ip"], int(final["port"]), is_master=False,
+                                      timeout=datetime.timedelta(seconds=timeout), wait_for_workers=False)
+
+
+def start_heartbeat(final):
+    """Count up this rank's key in the run's store every :data:`HEARTBEAT_S` seconds, from a daemon
+    thread on a store connection of its own (the count goes on while the rank waits in gloo, which
+    releases the GIL); it stops when the store is gone."""
+    client, key = _store_client(final), _BEAT_KEY.format(global_rank(final))
+
+    def beat():
+        while True:
+            try:
+                client.add(key, 1)
+            except Exception:  # rank 0's process, which holds the store, has ended
+                return
+            time.sleep(HEARTBEAT_S)
+
+    threading.Thread(target=beat, name="recbole-dien-heartbeat", daemon=True).start()
+
+
+def silent_peers(final, watch_s=4 * HEARTBEAT_S):
+    """The other ranks whose heartbeat stood still for ``watch_s`` seconds (survivors that already
+    reported the loss excluded): the dead ones; ``[0]`` if the store cannot be reached (it lives in
+    rank 0's process); ``[]`` if every peer still beats or none ever did."""
+    rank, world = global_rank(final), final["world_size"]
+    peers = [peer for peer in range(world) if peer != rank]
+    try:
+        client = _store_client(final, timeout=2.0)
+        before = {peer: client.add(_BEAT_KEY.format(peer), 0) for peer in peers}
+        time.sleep(watch_s)
+        after = {peer: client.add(_BEAT_KEY.format(peer), 0) for peer in peers}
+        left = {peer for peer in peers if client.check([_LEFT_KEY.format(peer)])}
+        client.set(_LEFT_KEY.format(rank), "1")
+    except Exception:  # the store is gone with rank 0
+        return [0] if rank != 0 else []
+    return [peer for peer in peers if after[peer] == before[peer] and before[peer] > 0 and peer not in left]
+
+
 def init_process_group(final_config_dict):
     """Join a gloo process group for a CPU rank; the settings a CPU rank runs with."""
     final = final_config_dict
@@ -181,6 +227,7 @@ def init_process_group(final_config_dict):
     except RuntimeError as error:
         raise DistributedError(f"rank {global_rank(final)}: the process group at {final['ip']}:{final['port']} did "
                                f"not form ({_first_line(error)})") from None
+    start_heartbeat(final)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, final["nproc"])))
     final.update(device=torch.device("cpu"), single_spec=False)
     if final["local_rank"] != 0:
@@ -263,9 +310,12 @@ def take_best_model_from_rank0(trainer):
         torch.distributed.broadcast(tensor.data, src=0)
 
 
-def lost_peer(rank, world_size, error, checkpoint=None):
-    """One line for a rank whose peer left the group mid-run (gloo: connection closed or reset)."""
-    peer = f"rank {1 - rank}" if world_size == 2 else "a peer"
+def lost_peer(final, error, checkpoint=None):
+    """One line for a rank whose peer left the group mid-run (gloo: connection closed or reset),
+    naming the peer (:func:`silent_peers`)."""
+    rank, world_size = global_rank(final), final["world_size"]
+    dead = [1 - rank] if world_size == 2 else silent_peers(final)
+    peer = f"rank{'s' if len(dead) > 1 else ''} {', '.join(map(str, dead))}" if dead else "a peer"
     if rank != 0:
         resume = "; rank 0's checkpoint resumes it (--resume on every machine, the same --nproc / --world_size)"
     elif checkpoint:

@@ -195,6 +195,33 @@ def test_across_machines_a_dead_peer_is_one_line_and_both_resume_from_rank_0s_fi
     assert "training goes on at epoch 1" in err0 + out0
 
 
+KILL_RANK_2 = killing_script('if __name__ == "__main__":\n    from recbole_dien import cli\n'
+                             '    sys.exit(cli.main(["run", *sys.argv[1:]]))', epoch=1, after_batches=2,
+                             also_when='self.config["local_rank"] + (self.config["offset"] or 0) == 2')
+
+
+def test_with_three_machines_each_survivor_names_the_rank_that_died(tiny_config_dict, tmp_path):
+    """gloo's error names no rank: the survivors name the one whose heartbeat stopped."""
+    port, launches = free_port(), []
+    for offset in range(3):
+        folder = machine_config(tmp_path, tiny_config_dict, f"machine{offset}")
+        (folder / "kill_rank_2.py").write_text(KILL_RANK_2 + "\n")
+        script = "kill_rank_2.py" if offset == 2 else SCRIPT
+        launches.append(subprocess.Popen(
+            [sys.executable, script, "--model=DIN", "--dataset=tiny", "--config_files=tiny.yaml", "--world_size=3",
+             "--nproc=1", f"--group_offset={offset}", f"--port={port}"],
+            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    errors = [launch.communicate(timeout=600)[1] for launch in launches]
+    assert [launch.returncode for launch in launches] == [2, 2, 2], "".join(error[-1500:] for error in errors)
+    for rank in (0, 1):
+        line = errors[rank].strip().splitlines()[-1]
+        assert f"error: rank {rank} lost rank 2 of the process group (" in line, line
+        assert "Traceback" not in errors[rank]
+    assert errors[2].strip().splitlines()[-1].endswith("rank 2 was killed by SIGKILL: the run stopped; rank 0's "
+                                                       "checkpoint resumes it (--resume on every machine, the same "
+                                                       "--nproc / --world_size)")
+
+
 def test_rank_0_says_which_ranks_it_waits_for_while_it_waits(monkeypatch):
     from recbole_dien.trainer import distributed
 
