@@ -77,12 +77,12 @@ def load_converter(name):
                            "(update the package)") from None
 
 
-def convert(name, raw_dir, out_dir, **options):
-    """Run converter ``name`` on the raw files in ``raw_dir``; writes ``out_dir/<dataset>/`` and
+def convert(converter, raw_dir, out_dir, **options):
+    """Run converter ``converter`` (its registered name) on the raw files in ``raw_dir``; writes ``out_dir/<dataset>/`` and
     returns its :class:`ConversionReport`."""
     if not os.path.isdir(raw_dir):
         raise DatasetError(f"--raw {raw_dir}: no such folder (give the folder that holds the raw files)")
-    return load_converter(name).convert(raw_dir, out_dir, **options)
+    return load_converter(converter).convert(raw_dir, out_dir, **options)
 
 
 # --- raw files -----------------------------------------------------------------------------------

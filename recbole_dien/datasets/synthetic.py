@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from recbole_dien.datasets import synthetic_raw
+from recbole_dien.datasets.synthetic_raw import activities
 from recbole_dien.utils.errors import RecBoleDienError, report
 
 DEFAULTS = dict(mean_activity=60.0, activity_sigma=1.0, min_activity=5, categories=40, items_per_category=500,
@@ -44,18 +46,6 @@ def size_name(interactions):
         if interactions >= unit and interactions % unit == 0:
             return f"synthetic-{interactions // unit}{suffix}"
     return f"synthetic-{interactions}"
-
-
-def activities(rng, interactions, mean, sigma, minimum):
-    """Interactions per user: ``minimum`` each plus a log-normal share of the rest (mean about
-    ``mean`` in all), summing to exactly ``interactions``."""
-    if interactions < minimum:
-        raise RecBoleDienError(f"--interactions={interactions}: at least --min-activity={minimum} are needed")
-    users = max(1, min(int(interactions / mean), interactions // minimum))
-    share = rng.lognormal(0.0, sigma, users)
-    counts = minimum + np.floor(share / share.sum() * (interactions - minimum * users)).astype(np.int64)
-    counts[rng.choice(users, int(interactions - counts.sum()), replace=False)] += 1  # the rounding remainder
-    return counts
 
 
 def draw_log(interactions, seed=DEFAULTS["seed"], **knobs):
@@ -164,19 +154,52 @@ def generate(interactions, out, name=None, seed=DEFAULTS["seed"], **knobs):
 def main(argv=None, prog="recbole-dien synthetic"):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--interactions", type=int, required=True)
-    parser.add_argument("--out", required=True, help="the data_path folder; the dataset goes to <out>/<name>/")
-    parser.add_argument("--name", help="dataset name (default: synthetic-<size>)")
-    for knob, default in DEFAULTS.items():
-        parser.add_argument(f"--{knob.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--interactions", type=int, required=True,
+                        help="rows: interactions (atomic, taobao), reviews (amazon), impressions (alimama)")
+    parser.add_argument("--out", required=True, help="atomic: the data_path folder, the dataset goes to "
+                                                     "<out>/<name>/; a raw layout: the folder of the raw files")
+    parser.add_argument("--layout", default="atomic", choices=["atomic", *synthetic_raw.LAYOUTS],
+                        help="atomic: RecBole atomic files and a dataset config (default); alimama, amazon, "
+                             "taobao: raw files in that public dataset's layout, for `recbole-dien convert` "
+                             "(see recbole_dien/datasets/synthetic_raw.py)")
+    parser.add_argument("--name", help="atomic: dataset name (default: synthetic-<size>)")
+    parser.add_argument("--category", help="amazon: the category in the files' names (default Books)")
+    parser.add_argument("--gzip", action="store_true", help="amazon: write .json.gz files")
+    # every knob of every layout; a layout's own defaults apply where one is not given
+    knob_types = {**{knob: type(value) for knob, value in DEFAULTS.items()}}
+    for layout_knobs in synthetic_raw.LAYOUTS.values():
+        for knob, value in layout_knobs.items():
+            knob_types.setdefault(knob, int if value is None else type(value))
+    for knob, kind in knob_types.items():
+        where = "" if knob in DEFAULTS else " (" + ", ".join(
+            name for name, layout_knobs in synthetic_raw.LAYOUTS.items() if knob in layout_knobs) + ")"
+        parser.add_argument(f"--{knob.replace('_', '-')}", type=kind, default=None,
+                            help=f"default {DEFAULTS.get(knob, 'per layout')}{where}")
     args = vars(parser.parse_args(argv))
-    interactions, out, name = args.pop("interactions"), args.pop("out"), args.pop("name")
+    interactions, out, name, layout = args.pop("interactions"), args.pop("out"), args.pop("name"), args.pop("layout")
+    category, gzipped = args.pop("category"), args.pop("gzip")
+    given = {knob: value for knob, value in args.items() if value is not None}
     start = time.perf_counter()
     try:
-        folder, counts = generate(interactions, out, name, **args)
+        if layout == "atomic":
+            extra = sorted(set(given) - set(DEFAULTS)) or (["category"] if category else []) or (
+                ["gzip"] if gzipped else [])
+            if extra:
+                raise RecBoleDienError(f"--{extra[0].replace('_', '-')} is for a raw --layout, not atomic files")
+            folder, counts = generate(interactions, out, name, **{**DEFAULTS, **given})
+        else:
+            if layout != "amazon" and (category or gzipped):
+                raise RecBoleDienError(f"--{'category' if category else 'gzip'} is for --layout amazon")
+            if layout == "amazon":
+                given.update(category=category or "Books", gzipped=gzipped)
+            written = synthetic_raw.generate(layout, out, interactions, **given)
     except RecBoleDienError as error:
         return report(parser, error)
-    print(f"wrote {folder}: {counts['interactions']:,} interactions, {counts['users']:,} users, "
-          f"{counts['items']:,} items in {time.perf_counter() - start:.1f} s")
+    seconds = time.perf_counter() - start
+    if layout == "atomic":
+        print(f"wrote {folder}: {counts['interactions']:,} interactions, {counts['users']:,} users, "
+              f"{counts['items']:,} items in {seconds:.1f} s")
+    else:
+        counts = ", ".join(f"{value:,} {key.replace('_', ' ')}" for key, value in written.items() if key != "files")
+        print(f"wrote {', '.join(written['files'])} ({layout} layout): {counts} in {seconds:.1f} s")
     return 0
-
