@@ -1,7 +1,7 @@
 """McAuley's 2014 Amazon review dumps of one category, as the DIN and DIEN papers used them.
 
     python -m recbole_dien.datasets amazon --category Books --raw DIR --out data/
-    python run_recbole.py --model=DIEN --dataset=amazon-books --data_path=data/ --config_files=data/amazon-books/amazon-books.yaml
+    python run_recbole.py --model=DIEN --dataset=amazon-books-5core --data_path=data/ --config_files=data/amazon-books-5core/amazon-books-5core.yaml
 
 Reads, from ``--raw`` (each plain or ``.gz``):
 
@@ -16,7 +16,9 @@ Reads, from ``--raw`` (each plain or ``.gz``):
   length and nesting: a line that holds code is malformed and never runs. Only the lines of items
   that some review names are parsed (the meta file lists many more items).
 
-Writes ``OUT/amazon-<category>/`` (the category in lower case):
+Writes ``OUT/amazon-<category>-5core/`` (the category in lower case; RecBole's own name for its
+converted files of every rating is ``amazon-<category>``, run with ``dataset_configs/amazon-books.yaml``
+and ``amazon-electronics.yaml``):
 
 * ``.inter``: ``user_id`` (reviewerID), ``item_id`` (asin), ``timestamp``; every review is a
   behaviour, grouped by user (in the order users first show up), each user's by time and then by
@@ -68,11 +70,11 @@ SETTINGS = {
 def add_arguments(parser):
     parser.add_argument("--category", required=True,
                         help="the category in the files' names: Books, Electronics, Cell_Phones_and_Accessories, ...")
-    parser.add_argument("--name", help="dataset name (default: amazon-<category in lower case>)")
+    parser.add_argument("--name", help="dataset name (default: amazon-<category in lower case>-5core)")
 
 
 def dataset_name(category):
-    return "amazon-" + category.lower()
+    return f"amazon-{category.lower()}-5core"
 
 
 def first_path_leaf(categories):

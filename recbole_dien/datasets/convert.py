@@ -242,8 +242,8 @@ def read_csv_blocks(path, layout, tally, block_bytes=BLOCK_BYTES):
         header_line = np.zeros(len(starts), dtype=bool)
         header_line[0] = layout.header and first_index == 0  # the header is not a row
         blank = (ends == starts) & ~header_line
-        separators = np.concatenate([[0], np.cumsum(array == separator)])
-        fields = separators[ends] - separators[starts] + 1
+        separators = np.flatnonzero(array == separator)
+        fields = np.searchsorted(separators, ends) - np.searchsorted(separators, starts) + 1
         wrong = ~blank & ~header_line & (fields != len(names))
         rows_in_block = int((~blank & ~header_line).sum())
         malformed_before = tally.malformed_count
@@ -401,7 +401,10 @@ class AtomicFileWriter:
         frame = pd.DataFrame({name: columns[name] for name, _ in self.fields})
         for name, kind in self.fields:
             if frame[name].dtype.kind not in "iufb":
-                frame[name] = frame[name].str.replace(r"[\t\r\n]", " ", regex=True)
+                # looked for among the distinct values: cheap for the usual few-valued token columns
+                distinct = pd.Series(pd.unique(frame[name].dropna())).astype(str)
+                if distinct.str.contains(r"[\t\r\n]", regex=True).any():
+                    frame[name] = frame[name].str.replace(r"[\t\r\n]", " ", regex=True)
         frame.to_csv(self._file, sep="\t", header=False, index=False, lineterminator="\n", na_rep="")
         self.rows += len(frame)
 

@@ -50,13 +50,13 @@ def test_reviews_and_meta_are_converted_in_the_papers_layout(raw, tmp_path):
     folder, marker = raw
     report = amazon.convert(str(folder), str(tmp_path / "out"), "Books")
     assert not marker.exists()                                   # no meta line ran as code
-    inter = read(report.folder, "amazon-books", "inter")
+    inter = read(report.folder, "amazon-books-5core", "inter")
     assert list(inter.columns) == ["user_id", "item_id", "timestamp"]
     # users in the order they first show up, each one's reviews by time (same-day ones in file order)
     assert inter.values.tolist() == [["U2", "B1", "100"], ["U2", "B3", "300"], ["U2", "B2", "400"],
                                      ["U1", "B1", "100"], ["U1", "B2", "200"], ["U1", "B3", "200"],
                                      ["U3", "B4", "50"]]
-    items = dict(read(report.folder, "amazon-books", "item").values.tolist())
+    items = dict(read(report.folder, "amazon-books-5core", "item").values.tolist())
     # the last level of the first category path; a duplicate meta line does not override the first
     assert items == {"B1": "Haiku", "B2": "Books", "B3": "Poetry", "B4": amazon.NO_CATEGORY}
     reviews, meta = report.tallies
@@ -66,7 +66,7 @@ def test_reviews_and_meta_are_converted_in_the_papers_layout(raw, tmp_path):
     text = "\n".join(report.lines())
     assert "3 malformed: not a Python literal (first: line 4)" in text
     assert "1 whose meta line has no category" in text and "1 repeated meta lines" in text
-    assert "--model=DIEN --dataset=amazon-books" in text
+    assert "--model=DIEN --dataset=amazon-books-5core" in text
 
 
 def test_the_category_rule_is_the_last_level_of_the_first_path():
@@ -99,13 +99,61 @@ def test_synthetic_amazon_files_convert_and_train(tmp_path, monkeypatch):
     assert all(path.endswith(".gz") for path in written["files"])
     assert convert.main(["amazon", "--category", "Electronics", "--raw", str(tmp_path / "raw"),
                          "--out", str(tmp_path / "data")]) == 0
-    folder = tmp_path / "data" / "amazon-electronics"
-    items = read(folder, "amazon-electronics", "item")
+    folder = tmp_path / "data" / "amazon-electronics-5core"
+    items = read(folder, "amazon-electronics-5core", "item")
     named = items[items["category"] != amazon.NO_CATEGORY]["category"]
     assert named.str.fullmatch(r"Category \d+ & More").all()           # the synthetic first path's leaf
     monkeypatch.chdir(tmp_path)
-    result = run("DIN", "amazon-electronics", config_file_list=[str(folder / "amazon-electronics.yaml")],
+    result = run("DIN", "amazon-electronics-5core", config_file_list=[str(folder / "amazon-electronics-5core.yaml")],
                  config_dict={"data_path": str(tmp_path / "data"), "epochs": 1, "MAX_ITEM_LIST_LENGTH": 10,
                               "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"),
                               "train_batch_size": 256}, cmd_args=[])
+    assert 0.5 < result["test_result"]["auc"] <= 1.0
+
+
+def k_core(frame, k):
+    while True:
+        users, items = frame["user_id"].value_counts(), frame["item_id"].value_counts()
+        keep = frame["user_id"].map(users).ge(k) & frame["item_id"].map(items).ge(k)
+        if keep.all():
+            return frame
+        frame = frame[keep]
+
+
+def test_recboles_own_amazon_files_run_with_the_shipped_config(tmp_path, monkeypatch):
+    """RecBole's hub files (every rating; categories as the set of all path levels) under
+    dataset_configs/amazon-books.yaml: the 5-core filter, whole category names, a trained epoch."""
+    from recbole_dien import Config, create_dataset, run
+
+    raw = tmp_path / "raw"
+    synthetic_raw.generate("amazon", str(raw), 3000, category="Books", categories=8, items_per_category=30,
+                           min_activity=1, mean_activity=8.0, seed=6)
+    reviews = pd.read_json(raw / "reviews_Books_5.json", lines=True, dtype={"asin": str})
+    ratings = reviews.rename(columns={"reviewerID": "user_id", "asin": "item_id", "overall": "rating",
+                                      "unixReviewTime": "timestamp"})[["user_id", "item_id", "rating", "timestamp"]]
+    ratings = pd.concat([ratings, ratings.iloc[:1]])                 # a repeated rating
+    folder = tmp_path / "data" / "amazon-books"
+    folder.mkdir(parents=True)
+    header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    (folder / "amazon-books.inter").write_text(header + ratings.to_csv(sep="\t", header=False, index=False))
+    meta = [convert.python_literal(line) for line in (raw / "meta_Books.json").read_text().splitlines()]
+    rows = ["item_id:token\tsales_type:token\tsales_rank:float\tcategories:token_seq\ttitle:token\tprice:float\t"
+            "brand:token"]
+    for m in meta:   # RecBole's conversion: str(set of every level)[1:-1]
+        levels = {level for path in m.get("categories", []) for level in path}
+        rows.append(f"{m['asin']}\tBooks\t{m['salesRank']['Books']}\t{str(levels)[1:-1] if levels else ''}\t"
+                    f"{m['title']}\t{m['price']}\t")
+    (folder / "amazon-books.item").write_text("\n".join(rows) + "\n")
+
+    monkeypatch.chdir(tmp_path)
+    settings = {"data_path": str(tmp_path / "data"), "epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "show_progress": False,
+                "checkpoint_dir": str(tmp_path / "saved"), "train_batch_size": 256}
+    config = Config(model="DIN", dataset="amazon-books", config_dict=settings)
+    assert config["test_neg_sample_args"]["sample_num"] == 1 and config["MAX_ITEM_LIST_LENGTH"] == 10
+    dataset = create_dataset(config)
+    core = k_core(ratings.drop_duplicates(["user_id", "item_id"]), 5)
+    assert dataset.user_num - 1 == core["user_id"].nunique() and dataset.inter_num == len(core)
+    names = set(dataset.field2id_token["categories"][1:])
+    assert "'Books'" in names and any(name.startswith("'Category ") and name.endswith(" & More'") for name in names)
+    result = run("DIN", "amazon-books", config_dict=settings, cmd_args=[])
     assert 0.5 < result["test_result"]["auc"] <= 1.0
