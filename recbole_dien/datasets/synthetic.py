@@ -24,6 +24,10 @@ default protocol for it (leave-one-out by time, uni100, AUC). The name defaults 
   random time in the year before 2024-01-01.
 
 From Python: :func:`generate` (returns the folder and the counts).
+
+``--layout alimama|amazon|taobao`` writes raw files in that public dataset's layout instead, for
+``recbole-dien convert`` (``--out`` is then the folder of the raw files; the knobs keep their
+names, with each layout's own defaults; :mod:`recbole_dien.datasets.synthetic_raw`).
 """
 import argparse
 import os
