@@ -1,6 +1,9 @@
 """Every shim RecBole 1.2.1 needs on today's stack, in one place.
 
-Importing :mod:`recbole_dien` applies them; nothing in site-packages is edited.
+The first use of RecBole through the plugin applies them (:func:`activate`, from
+:mod:`recbole_dien.utils.hosts`), and so does importing RecBole itself once :mod:`recbole_dien` is
+imported (:func:`activate_when_recbole_is_imported`); nothing in site-packages is edited.
+hopwise's shims are :mod:`recbole_dien.hopwise.compat`.
 
 * **Checkpoints (torch >= 2.6).** ``torch.load`` defaults to ``weights_only=True``, and RecBole's
   ``Trainer`` reloads its best model with a plain ``torch.load``. RecBole writes its checkpoints
@@ -116,20 +119,22 @@ def _normalize_keeping_time_in_seconds(normalize):
 def _exact_time_in_seconds(dataframe_to_interaction):
     """``Dataset._dataframe_to_interaction`` that keeps the time field in float64, as pandas read
     it, when the run's model declares ``time_in_seconds`` (RecBole's float32 rounds unix times to
-    128 s); every other field, and every other model's time field, is converted as before."""
+    128 s); every other field, and every other model's time field, is converted as before. Works
+    on hopwise's ``Dataset`` too (its own enums and ``Interaction``)."""
     import numpy as np
-    from recbole.data.interaction import Interaction
-    from recbole.utils import FeatureType
+
+    from recbole_dien.utils.hosts import host_of
 
     def wrapper(self, data):
         interaction = dataframe_to_interaction(self, data)
         time_field = self.config["TIME_FIELD"]
         model_class = getattr(self.config, "model_class", None)
+        host = host_of(self)
         if (getattr(model_class, "time_in_seconds", False) and time_field in data
-                and self.field2type.get(time_field) == FeatureType.FLOAT
+                and self.field2type.get(time_field) == host.FeatureType.FLOAT
                 and time_field not in (self.config["numerical_features"] or [])):
             exact = torch.from_numpy(np.array(data[time_field].to_numpy(), dtype=np.float64))
-            interaction.update(Interaction({time_field: exact}))
+            interaction.update(host.Interaction({time_field: exact}))
         return interaction
 
     wrapper.keeps_exact_time = True
@@ -317,8 +322,9 @@ def _when_imported(name, then):
 
 def _load_feat_leaving_out_malformed_rows(load_feat):
     """``Dataset._load_feat`` that skips the rows the data check left out (``malformed_rows: skip``,
-    :func:`recbole_dien.data.checks.lines_to_leave_out`)."""
-    import recbole.data.dataset.dataset as dataset_module
+    :func:`recbole_dien.data.checks.lines_to_leave_out`); RecBole's or hopwise's, whose module it
+    reads pandas through."""
+    dataset_module = importlib.import_module(load_feat.__module__)
 
     from recbole_dien.data.checks import PandasLeavingOutLines, lines_to_leave_out
 
@@ -387,6 +393,23 @@ def _safety_shims(config_class, dataset_class):
     _recbole_get_model_naming_plugin_models(configurator, sys.modules["recbole.utils"])
     _when_imported("recbole.quick_start.quick_start", _recbole_quick_start_with_plugin_classes)
     dataset_class._load_feat = _load_feat_leaving_out_malformed_rows(dataset_class._load_feat)
+
+
+def activate():
+    """What the first use of RecBole through the plugin does: every shim, and the plugin's metrics
+    registered with RecBole's evaluator."""
+    from recbole_dien import evaluator
+
+    apply()
+    evaluator.register()
+
+
+def activate_when_recbole_is_imported():
+    """Activate RecBole's shims as soon as anything imports RecBole (at once if it already is): so
+    ``import recbole_dien`` keeps making RecBole work, without importing RecBole for a hopwise run."""
+    from recbole_dien.utils.hosts import RECBOLE
+
+    _when_imported("recbole", lambda module: RECBOLE.activate())
 
 
 def apply():

@@ -90,8 +90,8 @@ def test_docs_layout_lists_every_module_and_script():
 
 def test_tests_mirror_the_package_folders():
     folders = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
-    assert folders == {"benchmark", "config", "data", "datasets", "evaluator", "model", "quick_start", "serving",
-                       "trainer", "utils"}
+    assert folders == {"benchmark", "config", "data", "datasets", "evaluator", "hopwise", "model", "quick_start",
+                       "serving", "trainer", "utils"}
     for folder in folders:
         assert (ROOT / "tests" / folder / "__init__.py").is_file(), folder
         assert list((ROOT / "tests" / folder).glob("test_*.py")), folder

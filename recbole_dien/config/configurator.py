@@ -1,14 +1,12 @@
-"""RecBole's ``Config`` with the plugin's model lookup and YAML defaults."""
+"""The host's ``Config`` (RecBole's or hopwise's) with the plugin's model lookup and YAML defaults."""
 import os
-
-from recbole.config import Config as RecBoleConfig
 
 import recbole_dien.config.knobs as knobs
 from recbole_dien.config import parsing
 from recbole_dien.trainer import distributed
 from recbole_dien.utils.errors import ConfigError, RecBoleDienError
 from recbole_dien.utils.resources import available_protocols, dataset_config_file, props_file
-from recbole_dien.utils import get_model, is_plugin_model
+from recbole_dien.utils.utils import get_model, is_plugin_model
 
 
 def parse_overrides(args):
@@ -24,8 +22,12 @@ def parse_overrides(args):
     return overrides
 
 
-class Config(RecBoleConfig):
+class Config:
     """RecBole's ``Config``, resolving model names plugin-first and adding the plugin's YAML files.
+
+    Host-neutral: ``recbole_dien.Config`` is this class built on RecBole's ``Config``,
+    ``recbole_dien.hopwise.Config`` on hopwise's (:meth:`recbole_dien.utils.hosts.Host.config_class`),
+    which reads the same files in the same order; ``host`` is that host.
 
     Precedence, lowest first: RecBole's own defaults (``overall.yaml``, its model and quick-start
     YAML) < ``props/<Model>.yaml`` (plugin models only) < ``dataset_configs/<dataset>.yaml`` (when
@@ -48,6 +50,8 @@ class Config(RecBoleConfig):
         model: a model name (``DIN`` is this package's, ``recbole.DIN`` RecBole's) or a model class.
         cmd_args: ``--key=value`` overrides; by default RecBole reads them from ``sys.argv``.
     """
+
+    host = None  # set on the class built for a host
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = cmd_args
@@ -113,7 +117,7 @@ class Config(RecBoleConfig):
         if model is None:
             model = self.external_config_dict.get("model")
         if model is not None:
-            model = get_model(model)
+            model = get_model(model, self.host)
         return super()._get_model_and_dataset(model, dataset)
 
     def _load_internal_config_dict(self, model, model_class, dataset):
@@ -143,3 +147,7 @@ class Config(RecBoleConfig):
             final["train_neg_sample_args"] = None
         return final
 
+
+def config_class(host):
+    """:class:`Config` built on ``host``'s own ``Config`` (RecBole's or hopwise's)."""
+    return host.build(Config, host.module("config").Config)

@@ -187,7 +187,8 @@ def check_known_keys(config):
     line) that neither RecBole nor recbole-dien knows, naming the closest known key; with
     ``strict_settings: True`` the first one stops the run instead."""
     model_keys = set(model_knobs(config.model)) if getattr(config, "model", None) else set()
-    problems = parsing.unknown_key_problems(config.external_config_dict, also_known=set(GENERAL_KNOBS) | model_keys)
+    problems = parsing.unknown_key_problems(config.external_config_dict, also_known=set(GENERAL_KNOBS) | model_keys,
+                                            host=getattr(config, "host", None))
     if problems and config["strict_settings"] is True:
         raise ConfigError(f"{problems[0]} (strict_settings: True stops on unknown settings)")
     for problem in problems:
@@ -220,7 +221,9 @@ def _check_evaluated_settings(config):
     teacher = config["teacher"] if "teacher" in config else None
     if getattr(model_class, "__name__", None) != "KD_DAGFM" or teacher is None:
         return
-    import recbole.model.context_aware_recommender as context_aware
+    from recbole_dien.utils.hosts import RECBOLE, host_of
+
+    context_aware = host_of(model_class, RECBOLE).module("model.context_aware_recommender")
 
     if not (isinstance(teacher, str) and teacher.isidentifier() and isinstance(getattr(context_aware, teacher, None),
                                                                                 type)):

@@ -46,19 +46,21 @@ _FLOAT = re.compile(r"""^(?:
 
 # --------------------------------------------------------------------------- values typed as text
 
-def _enum_value(text):
+def _enum_value(text, host=None):
     match = _ENUM_NAME.match(text)
     if not match:
         return None
-    import recbole.utils.enum_type as enums
+    from recbole_dien.utils.hosts import RECBOLE
 
+    enums = (host or RECBOLE).enums  # hopwise's enums are its own: a hopwise config gets those
     enum_class = getattr(enums, match.group(1), None)
     return getattr(enum_class, match.group(2), None) if enum_class is not None else None
 
 
-def parse_value(text):
+def parse_value(text, host=None):
     """A setting written as text (command line, a string in ``config_dict``) typed as RecBole types
-    it, without evaluating anything: see the module docstring. Non-strings are returned as they are."""
+    it, without evaluating anything: see the module docstring. Non-strings are returned as they are.
+    Enum names are the enums of ``host`` (RecBole unless given)."""
     if not isinstance(text, str):
         return text
     stripped = text.strip()
@@ -67,7 +69,7 @@ def parse_value(text):
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         if stripped.lower() in ("true", "false"):
             return stripped.lower() == "true"
-        enum_value = _enum_value(stripped)
+        enum_value = _enum_value(stripped, host)
         return text if enum_value is None else enum_value
     if value is not None and not isinstance(value, _KEPT_TYPES):
         return text
@@ -75,9 +77,13 @@ def parse_value(text):
 
 
 def convert_config_dict(self, config_dict):
-    """``Config._convert_config_dict`` without ``eval``: every string value typed by :func:`parse_value`."""
+    """``Config._convert_config_dict`` without ``eval``: every string value typed by :func:`parse_value`
+    (with the enums of the config's host)."""
+    from recbole_dien.utils.hosts import RECBOLE, host_of
+
+    host = host_of(self, RECBOLE)
     for key, value in config_dict.items():
-        config_dict[key] = parse_value(value)
+        config_dict[key] = parse_value(value, host)
     return config_dict
 
 
@@ -180,17 +186,19 @@ def _keys_in(paths, pattern):
 
 
 @lru_cache(maxsize=None)
-def known_keys():
-    """Every setting RecBole or recbole-dien declares or reads (see the module docstring)."""
-    import recbole
-    from recbole.utils import dataset_arguments, evaluation_arguments, general_arguments, training_arguments
-
+def known_keys(host=None):
+    """Every setting the host (RecBole unless given; hopwise's own when it is the host) or
+    recbole-dien declares or reads (see the module docstring)."""
+    from recbole_dien.utils.hosts import RECBOLE
     from recbole_dien.utils.resources import resource_dir
 
-    recbole_root = Path(recbole.__file__).parent
+    host = host or RECBOLE
+    arguments = host.module("utils.argument_list")
+    recbole_root = Path(host.module("config").__file__).parents[1]
     plugin_root = Path(__file__).resolve().parents[1]
     keys = set(_RUN_KEYS)
-    keys |= set(general_arguments + training_arguments + evaluation_arguments + dataset_arguments)
+    keys |= set(arguments.general_arguments + arguments.training_arguments + arguments.evaluation_arguments
+                + arguments.dataset_arguments)
     yaml_files = list((recbole_root / "properties").rglob("*.yaml"))
     for folder in ("props", "dataset_configs"):
         yaml_files += list(resource_dir(folder).glob("*.yaml"))
@@ -199,15 +207,18 @@ def known_keys():
     return frozenset(keys)
 
 
-def unknown_key_problems(keys, also_known=()):
-    """One line per key no part of RecBole or recbole-dien knows (nor ``also_known``), with the
-    closest known key."""
-    known = known_keys() | set(also_known)
+def unknown_key_problems(keys, also_known=(), host=None):
+    """One line per key no part of the host (RecBole unless given) or recbole-dien knows (nor
+    ``also_known``), with the closest known key."""
+    from recbole_dien.utils.hosts import RECBOLE
+
+    host = host or RECBOLE
+    known = known_keys(host) | set(also_known)
     problems = []
     for key in keys:
         if key in known:
             continue
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        problems.append(f"unknown setting '{key}'{hint}: neither RecBole nor recbole-dien reads it")
+        problems.append(f"unknown setting '{key}'{hint}: neither {host.title} nor recbole-dien reads it")
     return problems

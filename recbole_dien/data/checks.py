@@ -27,9 +27,9 @@ import os
 
 import numpy as np
 import pandas as pd
-from recbole.utils import FeatureType, ModelType
 
 from recbole_dien.utils.errors import DatasetError
+from recbole_dien.utils.hosts import RECBOLE, host_of
 
 ATOMIC_SOURCES = ("inter", "user", "item")
 _CHUNK_BYTES = 64 << 20     # bytes compared at once when looking for line ends
@@ -75,6 +75,7 @@ def read_header(path, config):
     except LookupError:
         raise DatasetError(f"encoding={encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1)") from None
     fields = []
+    FeatureType = host_of(config, RECBOLE).FeatureType  # noqa: N806 - the run's host's
     for column in header.split(config["field_separator"]):
         field, sep, kind = column.partition(":")
         try:
@@ -310,8 +311,8 @@ def check_atomic_files(config):
             raise DatasetError(f"{path} has a header but no rows: add the {source} rows, "
                                + ("or point data_path at the right folder" if source == "inter"
                                   else f"or leave '{source}' out of load_col"))
-        kinds = dict(header)
-        check_float_columns(path, config, header, [f for f in fields if kinds[f] == FeatureType.FLOAT], blank, wrong)
+        kinds = {field: kind.value for field, kind in header}
+        check_float_columns(path, config, header, [f for f in fields if kinds[f] == "float"], blank, wrong)
 
 
 def check_dataset(config):
@@ -322,7 +323,7 @@ def check_dataset(config):
         columns = [field for field, _ in header]
         loaded = set(loaded_fields(config, "inter", header))
         required = ["USER_ID_FIELD", "ITEM_ID_FIELD"]
-        if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        if config["MODEL_TYPE"] == host_of(config, RECBOLE).ModelType.SEQUENTIAL:
             required.append("TIME_FIELD")  # RecBole orders each user's behaviours by time
         for key in required:
             field = config[key]

@@ -1,8 +1,7 @@
 """The plugin's own ``<Model>Dataset`` classes; :func:`recbole_dien.data.create_dataset` prefers
-them over RecBole's for the plugin's models."""
+them over the host's for the plugin's models. Host-neutral, like :mod:`recbole_dien.data.lean`:
+built on RecBole's or hopwise's ``SequentialDataset`` by :mod:`recbole_dien.utils.hosts`."""
 import torch
-from recbole.data.interaction import Interaction
-from recbole.utils import FeatureSource, FeatureType
 
 from recbole_dien.data.lean import HISTORY_START, LeanSequentialDataset, user_starts
 from recbole_dien.data.negatives import sample_log_negatives, sample_negative_sequences
@@ -42,8 +41,9 @@ class DIENDataset(LeanSequentialDataset):
         generator = torch.Generator().manual_seed(self.config["seed"])
         negatives = sample_log_negatives(self.inter_feat[self.uid_field], self.inter_feat[self.iid_field],
                                          self.item_num, self.max_item_list_len, self.neg_exclude, generator)
-        self.set_field_property(self.neg_item_field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
-        self.inter_feat.update(Interaction({self.neg_item_field: negatives}))
+        enums = self.host.enums
+        self.set_field_property(self.neg_item_field, enums.FeatureType.TOKEN, enums.FeatureSource.INTERACTION, 1)
+        self.inter_feat.update(self.Interaction({self.neg_item_field: negatives}))
         super().data_augmentation()  # its list becomes NEG_ITEM_SEQ
         self._del_col(self.inter_feat, self.neg_item_field)  # the row's own negative is no model input
 
@@ -61,8 +61,8 @@ class DIENDataset(LeanSequentialDataset):
 
     def __getitem__(self, index, join=True):
         rows = super().__getitem__(index, join)
-        if self.resample_each_epoch and isinstance(rows, Interaction):
-            rows.update(Interaction({self.neg_item_list_field: self._sample(rows)}))
+        if self.resample_each_epoch and isinstance(rows, self.Interaction):
+            rows.update(self.Interaction({self.neg_item_list_field: self._sample(rows)}))
         return rows
 
 

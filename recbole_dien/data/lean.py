@@ -18,11 +18,12 @@ RecBole's own ``SequentialDataset`` for RecBole's models; ``True`` lean also for
 sequential models whose dataset RecBole builds as a plain ``SequentialDataset`` (not FEARec,
 which reads its histories from ``dataset.inter_feat``); ``False`` RecBole's path (this class then
 behaves as RecBole's ``SequentialDataset``).
+
+The classes here are host-neutral: :mod:`recbole_dien.utils.hosts` builds them on RecBole's or
+hopwise's ``SequentialDataset`` (and ``Interaction``), whose methods the lean path overrides alike.
 """
 import numpy as np
 import torch
-from recbole.data.dataset import SequentialDataset
-from recbole.data.interaction import Interaction
 
 from recbole_dien.data.splits import GroupedIndex, leave_one_out_parts, ratio_parts
 
@@ -69,9 +70,10 @@ def first_history_values(dataset, field):
     return dataset.inter_feat[getattr(dataset, f"{field}_list_field")][:, 0]
 
 
-class _DirectlyIndexed(Interaction):
-    """An ``Interaction`` that indexes its columns with a tensor or array as it is: RecBole's turns
-    the index into a Python list first (at 20M rows, a 20M-element list for every split)."""
+class DirectlyIndexed:
+    """An ``Interaction`` (the host's: :meth:`LeanSequentialDataset.directly_indexed`) that indexes its
+    columns with a tensor or array as it is: RecBole's turns the index into a Python list first (at
+    20M rows, a 20M-element list for every split)."""
 
     def __getitem__(self, index):
         if isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim > 0:
@@ -79,14 +81,24 @@ class _DirectlyIndexed(Interaction):
         return super().__getitem__(index)
 
 
-class LeanSequentialDataset(SequentialDataset):
-    """RecBole's ``SequentialDataset`` with histories gathered at batch time (module docstring)."""
+class LeanSequentialDataset:
+    """The host's ``SequentialDataset`` with histories gathered at batch time (module docstring)."""
+
+    host = None  # set on the class built for a host (recbole_dien.utils.hosts)
 
     def __init__(self, config):
         self.lean = config["lean_sequential_data"] is not False
         self.history_log = None     # Interaction: every list column's source, flat, sorted by (user, time)
         self.list_sources = {}      # list field -> its column in history_log
         super().__init__(config)
+
+    @property
+    def Interaction(self):  # noqa: N802 - the host's class of this name
+        return self.host.Interaction
+
+    def directly_indexed(self, interaction):
+        """``interaction``'s columns as a :class:`DirectlyIndexed` of the host's ``Interaction``."""
+        return self.host.build(DirectlyIndexed, self.Interaction)(interaction.interaction)
 
     @property
     def is_lean(self):
@@ -111,7 +123,7 @@ class LeanSequentialDataset(SequentialDataset):
         self._aug_presets()
         self._check_field("uid_field", "time_field")
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
-        self.inter_feat = _DirectlyIndexed(self.inter_feat.interaction)
+        self.inter_feat = self.directly_indexed(self.inter_feat)
         user_start = user_starts(self.inter_feat[self.uid_field])
         position = torch.arange(len(user_start))
         targets = position[user_start != position]                            # one row per non-first interaction
@@ -119,9 +131,9 @@ class LeanSequentialDataset(SequentialDataset):
 
         self.list_sources = {getattr(self, f"{field}_list_field"): field
                              for field in self.inter_feat if field != self.uid_field}
-        self.history_log = Interaction({field: self.inter_feat[field] for field in self.list_sources.values()})
+        self.history_log = self.Interaction({field: self.inter_feat[field] for field in self.list_sources.values()})
         rows = self.inter_feat[targets]
-        rows.update(Interaction({self.item_list_length_field: targets - starts, HISTORY_START: starts}))
+        rows.update(self.Interaction({self.item_list_length_field: targets - starts, HISTORY_START: starts}))
         self.inter_feat = rows
 
     # --- batches -----------------------------------------------------------------------------
@@ -145,7 +157,7 @@ class LeanSequentialDataset(SequentialDataset):
             values = self.history_log[self.list_sources[list_field]][positions]    # [B, L, ...]
             mask = real.view(real.shape + (1,) * (values.dim() - 2))
             columns[list_field] = torch.where(mask, values, torch.zeros((), dtype=values.dtype))
-        return Interaction(columns)
+        return self.Interaction(columns)
 
     def __getitem__(self, index, join=True):
         if not self.is_lean:
@@ -175,7 +187,7 @@ class LeanSequentialDataset(SequentialDataset):
             first_values = self.history_log[field][firsts[HISTORY_START]] if field in self.history_log \
                 else firsts[field]
             columns[field] = torch.cat([values, first_values])
-        return self._create_sparse_matrix(Interaction(columns), self.uid_field, self.iid_field, form, value_field)
+        return self._create_sparse_matrix(self.Interaction(columns), self.uid_field, self.iid_field, form, value_field)
 
     # --- splits (RecBole's, on index tensors) -------------------------------------------------
 

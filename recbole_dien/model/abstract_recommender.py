@@ -1,8 +1,6 @@
 """What DIN, DIEN and DSIN share."""
 import torch
 import torch.nn as nn
-from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.utils import InputType
 
 from recbole_dien.utils.errors import ConfigError
 from recbole_dien.model.layers import Dice, FeatureEmbedding
@@ -14,21 +12,29 @@ from recbole_dien.config.knobs import model_hyperparameters
 MIN_BATCH_FOR_BATCH_STATISTICS = 16
 
 
-class AttentionCTRRecommender(SequentialRecommender):
-    """Base of the plugin's models: point-wise click-through-rate prediction on RecBole's
+class AttentionCTRRecommender:
+    """Base of the plugin's models: point-wise click-through-rate prediction on a host's
     sequential data.
 
     Reads the knobs of ``props/<props_name>.yaml`` (the config's values first), builds the item
     embedding (id ⊕ side features) and the user-profile embedding, trains with binary
-    cross-entropy on RecBole's labels and returns click probabilities from ``predict``.
+    cross-entropy on the host's labels and returns click probabilities from ``predict``.
     Subclasses define ``forward(interaction) -> logits`` and ``full_sort_predict`` and call
     :meth:`finish_init` once their layers exist.
+
+    The classes are host-neutral: :mod:`recbole_dien.utils.hosts` builds each on the host's
+    ``SequentialRecommender`` with the host's point-wise ``input_type`` (``recbole_dien.DIN`` on
+    RecBole's, ``recbole_dien.hopwise.DIN`` on hopwise's); ``host`` is that host.
     """
 
-    input_type = InputType.POINTWISE
     props_name = None
+    host = None  # set on the class built for a host
 
     def __init__(self, config, dataset):
+        if self.host is None:
+            raise TypeError(f"{type(self).__module__}.{type(self).__name__} is the host-neutral model: build "
+                            f"recbole_dien.{type(self).__name__} (RecBole) or recbole_dien.hopwise."
+                            f"{type(self).__name__} (hopwise)")
         super().__init__(config, dataset)
         self.hyperparameters = hp = model_hyperparameters(config, self.props_name)
         self.LABEL_FIELD = config["LABEL_FIELD"]

@@ -39,7 +39,6 @@ import logging
 
 import torch
 import torch.nn as nn
-from recbole.data.dataset import Dataset
 
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
 from recbole_dien.utils.errors import ConfigError, DatasetError
@@ -83,7 +82,7 @@ class DSIN(AttentionCTRRecommender):
     """Deep Session Interest Network (Feng et al., IJCAI 2019), DSIN-BE. Knobs: ``props/DSIN.yaml``."""
 
     props_name = "DSIN"
-    time_in_seconds = True  # RecBole's normalisation leaves the time field alone (recbole_dien.compat)
+    time_in_seconds = True  # the host's normalisation leaves the time field alone (recbole_dien.compat)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -96,8 +95,8 @@ class DSIN(AttentionCTRRecommender):
                 f"load the time column (TIME_FIELD='{time_field}') in load_col['inter']"
             )
         if (config["normalize_all"] or time_field in (config["normalize_field"] or [])) and not getattr(
-                Dataset._normalize, "keeps_time_in_seconds", False):
-            raise DatasetError(  # only if recbole_dien.compat was not applied
+                self.host.module("data.dataset").Dataset._normalize, "keeps_time_in_seconds", False):
+            raise DatasetError(  # only if the host's shims were not applied
                 f"DSIN cuts sessions at gaps of session_gap seconds, but the config normalises the time field "
                 f"'{time_field}': set normalize_all: False or leave '{time_field}' out of normalize_field"
             )

@@ -16,7 +16,8 @@ import warnings
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.utils import FeatureType
+
+from recbole_dien.utils.hosts import host_of
 
 
 def sequence_mask(lengths, max_length):
@@ -334,6 +335,7 @@ class FeatureEmbedding(nn.Module):
         self.token_fields, self.token_seq_fields, self.float_fields = [], [], []
         self.embeddings = FieldModuleDict()
         self.float_weights = FieldParameterDict()
+        FeatureType = host_of(dataset).FeatureType  # noqa: N806 - RecBole's and hopwise's never compare equal
         for field in fields:
             ftype = dataset.field2type[field]
             values = table[field]

@@ -1,20 +1,19 @@
 """Train-and-test runs, resumed runs and checkpoint reloading, with plugin-first model and dataset
-lookup; the ``run`` command (``run_recbole.py``)."""
+lookup, in RecBole or in hopwise (``host``); the ``run`` command (``run_recbole.py``)."""
 import argparse
 import logging
 import os
 from logging import getLogger
 
 import torch
-from recbole.data import data_preparation
-from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
-from recbole_dien.config import Config, knobs, parse_overrides
+from recbole_dien.config import config_class, knobs, parse_overrides
 from recbole_dien.data import create_dataset
 from recbole_dien.trainer import distributed
-from recbole_dien.trainer.checkpoint import config_from_checkpoint, load_checkpoint
+from recbole_dien.trainer.checkpoint import checkpoint_host, config_from_checkpoint, load_checkpoint
 from recbole_dien.trainer.resume import EpochCheckpoints, resume_trainer
 from recbole_dien.utils.errors import ConfigError, RecBoleDienError, report
+from recbole_dien.utils.hosts import HOSTS, RECBOLE, Host, get_host, host_of
 
 # settings a resumed run may change; everything else is the checkpoint's
 RESUMABLE_SETTINGS = ("epochs", "stopping_step", "show_progress")
@@ -29,10 +28,20 @@ def check_processes(nproc, world_size):
                           "processes of every machine, this one's included")
 
 
+def _host(host):
+    """A host given by name (recbole | hopwise) or as a :class:`~recbole_dien.utils.hosts.Host`, installed."""
+    return get_host(host.name if isinstance(host, Host) else host)
+
+
 def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True,
-        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0, resume=None):
+        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0, resume=None, host=RECBOLE):
     """Train on the train split, early-stop on valid, report test. Returns a dict with
     ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``, ``config``.
+
+    ``host``: the framework the run trains in, ``recbole`` (default) or ``hopwise``: its config,
+    data preparation, dataloaders and trainer, with the plugin's model, datasets, settings files
+    and plain-data checkpoints (a resumed run keeps its checkpoint's host). Multi-process runs are
+    RecBole's only.
 
     ``resume``: a checkpoint written by an earlier run; training continues after its last
     completed epoch, exactly as the uninterrupted run would have (see :mod:`recbole_dien.trainer.resume`),
@@ -44,8 +53,13 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
     to ranks on machines that do not have it.
     """
     check_processes(nproc, world_size)
+    host = _host(host) if resume is None else checkpoint_host(load_checkpoint(resume))
     if nproc == 1 and world_size <= 0:
-        return run_single(model, dataset, config_file_list, config_dict, cmd_args, saved, resume)
+        return run_single(model, dataset, config_file_list, config_dict, cmd_args, saved, resume, host=host)
+    if host is not RECBOLE:
+        raise ConfigError(f"--nproc / --world_size: multi-process runs train in RecBole only; run {host.title} "
+                          "with one process")
+    Config = config_class(RECBOLE)  # noqa: N806
     # settings and data files are checked here, so that a mistake is one line, not a rank's traceback
     from recbole_dien.config.parsing import parse_value
     from recbole_dien.data import check_dataset
@@ -168,7 +182,7 @@ def resumed_config(checkpoint, config_dict=None, cmd_args=None):
     if launch:
         config.final_config_dict.update(launch)
         config._init_device()  # joins the process group (recbole_dien.trainer.distributed)
-    changes = Config._convert_config_dict(config, {**settings, **parse_overrides(cmd_args)})
+    changes = config._convert_config_dict({**settings, **parse_overrides(cmd_args)})
     refused = sorted(set(changes) - set(RESUMABLE_SETTINGS))
     if refused:
         raise ConfigError(f"a resumed run keeps the settings of its checkpoint; only {', '.join(RESUMABLE_SETTINGS)} "
@@ -180,7 +194,8 @@ def resumed_config(checkpoint, config_dict=None, cmd_args=None):
 
 
 def run_single(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True,
-               resume=None):
+               resume=None, host=RECBOLE):
+    """One process of :func:`run`, in ``host`` (a resumed run: its checkpoint's host)."""
     checkpoint = None
     if resume is not None:
         launch = config_dict or {}
@@ -188,17 +203,20 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
             not torch.cuda.is_available() else load_checkpoint(resume)
         config = resumed_config(checkpoint, config_dict, cmd_args)
     else:
-        config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+        config = config_class(_host(host))(model, dataset, config_file_list, config_dict, cmd_args)
+    host = host_of(config)
+    utils = host.module("utils")
+    init_seed, set_color = utils.init_seed, utils.set_color
     init_seed(config["seed"], config["reproducibility"])
     if distributed.is_distributed(config):  # RecBole's logger checks, then creates, its folder: ranks race
         os.makedirs(os.path.join("log", str(config["model"])), exist_ok=True)
-    init_logger(config)
+    utils.init_logger(config)
     logger = getLogger()
     logger.info(config)
 
     dataset = create_dataset(config)
     logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    train_data, valid_data, test_data = host.module("data").data_preparation(config, dataset)
     valid_data, test_data = (distributed.shard_evaluation(config, loader) for loader in (valid_data, test_data))
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -206,7 +224,7 @@ def run_single(model=None, dataset=None, config_file_list=None, config_dict=None
     logger.info(model)
 
     os.makedirs(config["checkpoint_dir"], exist_ok=True)  # RecBole's check-then-create races between ranks
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = utils.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     loaders = [train_data, valid_data, test_data]
     if checkpoint is not None:
         start = resume_trainer(trainer, checkpoint, resume, loaders)
@@ -262,16 +280,19 @@ def load_data_and_model(model_file, model_class=None):
     Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's function
     of the same name. The checkpoint is read as plain data (:func:`recbole_dien.trainer.checkpoint.load_checkpoint`:
     nothing in it can run code), its config rebuilt without evaluating any string, and the model
-    class resolved among this package's and RecBole's (``model_class`` for your own). Loading
-    neither saves nor reads saved datasets or dataloaders.
+    class resolved among this package's and the host's (``model_class`` for your own). The host is
+    the one the run trained in (RecBole or hopwise). Loading neither saves nor reads saved datasets
+    or dataloaders.
     """
     checkpoint = load_checkpoint(model_file)
     config = without_saved_pickles(config_from_checkpoint(checkpoint, model_class))
+    host = host_of(config)
+    init_seed = host.module("utils").init_seed
     init_seed(config["seed"], config["reproducibility"])
     logging.getLogger().info(config)
 
     dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    train_data, valid_data, test_data = host.module("data").data_preparation(config, dataset)
 
     init_seed(config["seed"], config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
@@ -280,19 +301,31 @@ def load_data_and_model(model_file, model_class=None):
     return config, model, dataset, train_data, valid_data, test_data
 
 
-def recbole_run_recbole_training_classes(run_recbole):
-    """RecBole's ``run_recbole`` that trains the model class it is given. RecBole's own builds its
-    config from the class but then looks the class's *name* up again (``get_model(config["model"])``),
-    so ``run_recbole(model=recbole_dien.DIN)`` trained RecBole's built-in DIN. A class RecBole's lookup
-    would not return is run by :func:`run_single` (the plugin's config, data and checkpoints);
-    everything else by RecBole's function unchanged. Returns RecBole's result dict."""
+def recbole_run_recbole_training_classes(run_recbole, host=RECBOLE):
+    """RecBole's ``run_recbole`` (hopwise's ``run_hopwise``, ``host``) that trains the model class it
+    is given. RecBole's own builds its config from the class but then looks the class's *name* up
+    again (``get_model(config["model"])``), so ``run_recbole(model=recbole_dien.DIN)`` trained
+    RecBole's built-in DIN. A class the host's lookup would not return is run by :func:`run_single`
+    (the plugin's config, data and checkpoints); everything else by the host's function unchanged.
+    Returns the host's result dict."""
+    import inspect
+
     from recbole_dien.utils.utils import _recbole_model
 
-    def wrapper(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
-        if not isinstance(model, type) or _recbole_model(model.__name__) is model:
-            return run_recbole(model=model, dataset=dataset, config_file_list=config_file_list,
-                               config_dict=config_dict, saved=saved, queue=queue)
-        result = run_single(model, dataset, config_file_list, config_dict, saved=saved)
+    signature = inspect.signature(run_recbole)
+
+    def wrapper(*args, **kwargs):
+        given = signature.bind(*args, **kwargs)
+        given.apply_defaults()
+        arguments = given.arguments
+        model, queue = arguments.get("model"), arguments.get("queue")
+        if not isinstance(model, type) or _recbole_model(model.__name__, host) is model:
+            return run_recbole(*args, **kwargs)
+        if arguments.get("run", "train") != "train" or arguments.get("checkpoint") is not None:
+            raise ConfigError(f"{run_recbole.__name__}(model={model.__name__}, run=..., checkpoint=...): "
+                              "a plugin model's checkpoint is loaded with load_data_and_model(checkpoint)")
+        result = run_single(model, arguments.get("dataset"), arguments.get("config_file_list"),
+                            arguments.get("config_dict"), saved=arguments.get("saved", True), host=host)
         config = result["config"]
         result = {key: result[key] for key in ("best_valid_score", "valid_score_bigger", "best_valid_result",
                                                "test_result")}
@@ -333,6 +366,9 @@ def build_parser(prog="recbole-dien run"):
                         help="total processes across machines; the peers are waited for --ddp_timeout=SECONDS "
                              "(default 300), then the missing ranks are named")
     parser.add_argument("--group_offset", type=int, default=0, help="rank offset of this machine")
+    parser.add_argument("--host", choices=sorted(HOSTS), default=None,
+                        help="the framework to train in: recbole (default) or hopwise (pip install "
+                             "'recbole-dien[hopwise]'); hopwise.<Name> is hopwise's own model of a name")
     return parser
 
 
@@ -350,9 +386,9 @@ def main(argv=None, prog="recbole-dien run"):
         parse_overrides(overrides)
     except ConfigError as error:
         parser.error(str(error))
-    if args.resume and (args.model or args.dataset or args.config_files):
-        parser.error("--resume takes the model, dataset and settings from the checkpoint; "
-                     "leave out --model, --dataset and --config_files")
+    if args.resume and (args.model or args.dataset or args.config_files or args.host):
+        parser.error("--resume takes the model, dataset, settings and host from the checkpoint; "
+                     "leave out --model, --dataset and --config_files (and --host)")
 
     try:
         result = run(
@@ -360,6 +396,7 @@ def main(argv=None, prog="recbole-dien run"):
             config_file_list=args.config_files.split() if args.config_files else None,
             cmd_args=overrides, nproc=args.nproc, world_size=args.world_size,
             ip=args.ip, port=args.port, group_offset=args.group_offset, resume=args.resume,
+            host=args.host or RECBOLE.name,
         )
     except RecBoleDienError as error:
         return report(parser, error)

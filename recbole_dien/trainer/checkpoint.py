@@ -7,9 +7,9 @@ The plugin's checkpoints (written for every model, RecBole's included, through t
 ``weights_only`` loader rebuilds without help: tensors, numbers, strings, lists, tuples and dicts.
 
 * ``config``: the final configuration as plain data (enums and devices written as tagged dicts),
-  the model's name and class path; :func:`config_from_checkpoint` rebuilds a
-  :class:`recbole_dien.Config` from it without ever evaluating a string, and only for a model class
-  this package or RecBole defines.
+  the model's name and class path, and the host it ran in (``recbole`` or ``hopwise``);
+  :func:`config_from_checkpoint` rebuilds the plugin's ``Config`` of that host from it without ever
+  evaluating a string, and only for a model class this package or the host defines.
 * ``state_dict``, ``other_parameter``, ``epoch``, ``cur_step``, ``best_valid_score``: as RecBole
   writes them (the best epoch's weights), so RecBole's own best-model reload works unchanged;
   ``other_parameter`` keeps the plain-data entries only (the others - sub-modules, whose weights
@@ -20,7 +20,6 @@ The plugin's checkpoints (written for every model, RecBole's included, through t
 own, and turns every failure into one :class:`CheckpointError` line naming the file.
 """
 import enum
-import importlib
 import itertools
 import logging
 import os
@@ -31,11 +30,10 @@ import secrets
 import torch
 
 from recbole_dien.utils.errors import RecBoleDienError
+from recbole_dien.utils.hosts import HOSTS, RECBOLE, host_of
 
 FORMAT = "recbole-dien-checkpoint/1"
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
-# enums RecBole keeps in a final config; decoding accepts these and nothing else
-_ENUM_MODULE = "recbole.utils.enum_type"
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
@@ -50,6 +48,8 @@ def _encode(value, path, dropped):
         return {"__enum__": type(value).__name__, "name": value.name}
     if isinstance(value, torch.device):
         return {"__device__": str(value)}
+    if isinstance(value, torch.dtype):  # hopwise's weight_precision
+        return {"__dtype__": str(value).removeprefix("torch.")}
     if isinstance(value, _PLAIN_SCALARS):
         return value
     if isinstance(value, (list, tuple)):
@@ -63,29 +63,42 @@ def _encode(value, path, dropped):
     return repr(value)
 
 
-def _decode(value):
+def _decode(value, host=RECBOLE):
+    """Plain data back to settings; the enums the host keeps in a final config (its
+    ``utils.enum_type``) are the only objects built."""
     if isinstance(value, dict):
         if set(value) == {"__enum__", "name"}:
-            enum_class = getattr(importlib.import_module(_ENUM_MODULE), str(value["__enum__"]), None)
+            enum_class = getattr(host.enums, str(value["__enum__"]), None)
             if not (isinstance(enum_class, type) and issubclass(enum_class, enum.Enum)) \
                     or value["name"] not in enum_class.__members__:
                 raise CheckpointError(f"unknown setting value {value['__enum__']}.{value['name']} in the configuration")
             return enum_class[value["name"]]
+        if set(value) == {"__dtype__"}:
+            dtype = getattr(torch, str(value["__dtype__"]), None)
+            if not isinstance(dtype, torch.dtype):
+                raise CheckpointError(f"unknown dtype {value['__dtype__']!r} in the configuration")
+            return dtype
         if set(value) == {"__device__"}:
             try:
                 return torch.device(value["__device__"])
             except (RuntimeError, TypeError):
                 raise CheckpointError(f"unknown device {value['__device__']!r} in the configuration") from None
-        return {k: _decode(v) for k, v in value.items()}
+        return {k: _decode(v, host) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [_decode(v, host) for v in value]
     if isinstance(value, tuple):
-        return tuple(_decode(v) for v in value)
+        return tuple(_decode(v, host) for v in value)
     return value
 
 
 def class_path(cls):
-    return f"{cls.__module__}.{cls.__qualname__}"
+    """Where a class is defined: a class the plugin built for a host (``DIN.recbole``) is named as
+    its host-neutral class (``recbole_dien.model.din.DIN``), the checkpoint's host saying which."""
+    host = getattr(cls, "host", None)
+    qualname = cls.__qualname__
+    if host is not None and qualname.endswith(f".{host.name}"):
+        qualname = qualname[:-len(host.name) - 1]
+    return f"{cls.__module__}.{qualname}"
 
 
 def encode_config(config):
@@ -96,25 +109,25 @@ def encode_config(config):
         logging.getLogger().warning("checkpoint: settings that are not plain data are stored as their repr: "
                                     + ", ".join(dropped))
     return {"model": config["model"], "model_class": class_path(config.model_class), "dataset": config["dataset"],
-            "final_config_dict": final,
+            "host": host_of(config, RECBOLE).name, "final_config_dict": final,
             "parameters": {group: list(keys) for group, keys in getattr(config, "parameters", {}).items()}}
 
 
-def model_class_from_path(path):
-    """The model class a checkpoint names, if this package or RecBole defines it (nothing else is
-    imported: importing a module named by a file could run its code)."""
-    from recbole_dien.utils import RECBOLE_PREFIX, get_model
+def model_class_from_path(path, host=RECBOLE):
+    """The model class a checkpoint names, if this package or the host (RecBole unless given)
+    defines it (nothing else is imported: importing a module named by a file could run its code)."""
+    from recbole_dien.utils.utils import get_model
 
     module, _, name = str(path).rpartition(".")
     if not name.isidentifier():
         raise CheckpointError(f"the checkpoint's model class {path!r} is not a class name")
     if module.startswith("recbole_dien."):
-        candidate = get_model(name)
-    elif module.startswith("recbole.model."):
-        candidate = get_model(RECBOLE_PREFIX + name)
+        candidate = get_model(name, host)
+    elif module.startswith(f"{host.package}.model."):
+        candidate = get_model(host.prefix + name, host)
     else:
         raise CheckpointError(
-            f"the checkpoint's model class {path} is neither recbole-dien's nor RecBole's; load it with "
+            f"the checkpoint's model class {path} is neither recbole-dien's nor {host.title}'s; load it with "
             "load_data_and_model(file, model_class=YourModel)")
     if class_path(candidate) != path:
         raise CheckpointError(f"the checkpoint's model class {path} does not exist in this installation")
@@ -126,28 +139,41 @@ def _refuse_evaluated_settings(final, model_class):
     name of one of RecBole's context-aware models there."""
     teacher = final.get("teacher")
     if model_class.__name__ == "KD_DAGFM" and teacher is not None:
-        import recbole.model.context_aware_recommender as context_aware
+        context_aware = host_of(model_class, RECBOLE).module("model.context_aware_recommender")
 
         if not (isinstance(teacher, str) and teacher.isidentifier() and isinstance(getattr(context_aware, teacher, None), type)):
             raise CheckpointError(f"refused: the checkpoint's KD_DAGFM teacher {teacher!r} is not a RecBole model "
                                   "name, and RecBole would evaluate it as Python code")
 
 
-def config_from_checkpoint(checkpoint, model_class=None):
-    """Rebuild the run's :class:`recbole_dien.Config` from a loaded checkpoint, on this machine's
-    device (CUDA only if the run used it and it is available), for single-process use."""
-    from recbole_dien.config import Config
+def checkpoint_host(checkpoint):
+    """The host a checkpoint's run ran in (checkpoints before hosts were RecBole's), installed."""
+    data = checkpoint.get("config")
+    name = data.get("host", RECBOLE.name) if isinstance(data, dict) else RECBOLE.name
+    if name not in HOSTS:
+        raise CheckpointError(f"the checkpoint's host {name!r} is neither recbole nor hopwise")
+    HOSTS[name].require()
+    return HOSTS[name]
 
+
+def config_from_checkpoint(checkpoint, model_class=None):
+    """Rebuild the run's ``Config`` (the plugin's, on the host the run ran in) from a loaded
+    checkpoint, on this machine's device (CUDA only if the run used it and it is available), for
+    single-process use."""
     data = checkpoint.get("config")
     if not isinstance(data, dict) or "final_config_dict" not in data:
         raise CheckpointError("the checkpoint holds no plain-data configuration")
-    model_class = model_class or model_class_from_path(data["model_class"])
-    final = _decode(data["final_config_dict"])
+    from recbole_dien.config import config_class
+
+    host = checkpoint_host(checkpoint)
+    Config = config_class(host)  # noqa: N806
+    model_class = model_class or model_class_from_path(data["model_class"], host)
+    final = _decode(data["final_config_dict"], host)
     _refuse_evaluated_settings(final, model_class)
     wants_cuda = str(final.get("device", "cpu")).startswith("cuda")
     final.update(device=torch.device("cuda" if wants_cuda and torch.cuda.is_available() else "cpu"),
                  single_spec=True, local_rank=0)
-    return Config.from_final_config_dict(final, model_class, _decode(data.get("parameters", {})))
+    return Config.from_final_config_dict(final, model_class, _decode(data.get("parameters", {}), host))
 
 
 def plain_other_parameter(model):
@@ -234,12 +260,44 @@ def _unpickler_problem(error):
     return sentences[0] if sentences else type(error).__name__
 
 
+def _class_reached_by_getattr(path):
+    """The class a pickle reaches with ``getattr(<module.Class>, name)``, read from its opcodes
+    without running any (``pickletools``); None if the file does not show one."""
+    import pickletools
+    import zipfile
+
+    getattrs = ("builtins.getattr", "__builtin__.getattr")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read(next(name for name in archive.namelist() if name.endswith("/data.pkl")))
+        strings, outer = [], None
+        for opcode, argument, _ in pickletools.genops(data):
+            name = None
+            if opcode.name == "GLOBAL":
+                name = argument.replace(" ", ".")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                name = ".".join(strings[-2:])
+            elif "UNICODE" in opcode.name:
+                if outer is not None and str(argument).isidentifier():
+                    return f"{outer}.{argument}"
+                strings.append(argument)
+            if name is not None and name not in getattrs:
+                outer = name
+        return outer
+    except (OSError, KeyError, StopIteration, ValueError, zipfile.BadZipFile):
+        return None
+
+
 def _refusal(path, error):
     """One line for a failed weights-only load: what the file asked for, or that it is corrupt."""
     problem = _unpickler_problem(error)
-    marker = "Unsupported global: GLOBAL "
-    if marker in problem:
-        name = problem.split(marker, 1)[1].split()[0].rstrip(".,")
+    # torch names the global two ways: "Unsupported global: GLOBAL x.y" and, for a module it blocks
+    # (os, posix, subprocess, ...), "unsupported GLOBAL posix.system whose module posix is blocked"
+    named = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(error))
+    if named:
+        name = named.group(1).rstrip(".")
+        if name.rpartition(".")[2] == "getattr":  # a class nested in another (DIN.recbole): getattr(outer, name)
+            name = _class_reached_by_getattr(path) or name
         return (f"refused to load {path}: it asks to construct {name}, and constructing Python objects from "
                 "a file can run code; recbole-dien loads plain data only (tensors, numbers, strings, lists, "
                 "dicts). Checkpoints written by RecBole itself or by earlier versions of recbole-dien pickle "

@@ -160,8 +160,9 @@ def save_checkpoint(self, epoch, verbose=True, **kwargs):
     """Replaces ``Trainer._save_checkpoint`` (see :mod:`recbole_dien.compat`), which ``fit`` calls
     when validation improves: remember the model as the best and write the checkpoint, plain data
     only."""
-    from recbole.utils import set_color
+    from recbole_dien.utils.hosts import host_of
 
+    set_color = host_of(self).module("utils").set_color
     if not writes_checkpoints(self):
         return
     if epoch < 0 and getattr(self, "recbole_dien_best", None) is not None:

@@ -11,6 +11,7 @@ from recbole_dien import Config, create_dataset
 from recbole_dien.data.lean import HISTORY_START, LeanSequentialDataset, history_occurrences
 from recbole_dien.data.negatives import sample_log_negatives
 from recbole_dien.utils.errors import ConfigError
+from recbole_dien.utils.hosts import RECBOLE
 
 PROTOCOLS = {
     "uni100": {"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user",
@@ -117,7 +118,7 @@ def test_every_batch_equals_recboles_on_ml_100k(protocol):
 def test_recbole_models_can_ask_for_the_lean_path(tiny_config_dict):
     settings = {**tiny_config_dict, **PROTOCOLS["fullsort"], "train_neg_sample_args": None, "loss_type": "CE"}
     lean, _ = assert_same_batches("GRU4Rec", "tiny", settings)
-    assert type(lean) is LeanSequentialDataset
+    assert type(lean) is RECBOLE.dataset(LeanSequentialDataset)  # the host-neutral class built on RecBole's
     config = Config("GRU4Rec", "tiny", config_dict=settings, cmd_args=[])
     assert type(create_dataset(config)) is SequentialDataset  # RecBole's models keep RecBole's path by default
 
@@ -136,7 +137,7 @@ def test_single_rows_and_columns_read_like_recboles(tiny_config_dict):
 
 def test_histories_gathered_from_a_hand_made_log():
     """Rows of a log of users 1 (times 1..4) and 2 (times 1..2) with L = 2, checked by hand."""
-    dataset = LeanSequentialDataset.__new__(LeanSequentialDataset)
+    dataset = RECBOLE.dataset(LeanSequentialDataset).__new__(RECBOLE.dataset(LeanSequentialDataset))
     dataset.max_item_list_len, dataset.item_list_length_field = 2, "item_length"
     dataset.list_sources = {"item_id_list": "item_id"}
     dataset.history_log = Interaction({"item_id": torch.tensor([11, 12, 13, 14, 21, 22])})
@@ -241,7 +242,7 @@ def test_dsin_rows_hold_no_history_and_batches_hold_k_sessions_of_t(tiny_config_
 
     settings = {**tiny_config_dict, **PROTOCOLS["uni100"], "max_sessions": 3, "max_session_length": 2}
     data, (train, _, _) = pipeline("DSIN", "tiny", settings, lean=True)
-    assert type(data) is DSINDataset and all(value.dim() == 1 for value in data.inter_feat.interaction.values())
+    assert type(data) is RECBOLE.dataset(DSINDataset) and all(value.dim() == 1 for value in data.inter_feat.interaction.values())
     rows = train.dataset[torch.arange(len(train.dataset))]
     assert rows["item_id_list"].shape == rows["timestamp_list"].shape == (len(rows), 6)
     assert rows["timestamp_list"].dtype == torch.float64
