@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from recbole_dien.config import parsing
+from recbole_dien.config import parsing, time_split
 from recbole_dien.utils.errors import ConfigError
 from recbole_dien.utils.resources import props_file
 
@@ -48,6 +48,9 @@ GENERAL_KNOBS = {
     # RecBole's SequentialDataset for RecBole's; True = lean also for RecBole's plain sequential
     # models; False = RecBole's for every model
     "lean_sequential_data": "bool or ~",
+    # impressions whose histories come from a separate behaviour log: the suffix of its atomic
+    # file <dataset>.<suffix> (recbole_dien.data.impressions); ~ = histories from the .inter rows
+    "behavior_log_suffix": "str or ~",
     # whether the process keeps the memory it frees (glibc's mmap and trim thresholds raised,
     # recbole_dien.trainer.allocator); missing = True
     "keep_freed_memory": "bool",
@@ -180,6 +183,7 @@ def validate(config, model_name=None, values=None):
     _check_device(config)
     _check_no_saved_data(config)
     _check_evaluated_settings(config)
+    _check_time_split(config)
 
 
 def check_known_keys(config):
@@ -229,6 +233,19 @@ def _check_evaluated_settings(config):
                                                                                 type)):
         raise ConfigError(f"invalid setting teacher={teacher!r}: it must name one of RecBole's context-aware models "
                           "(e.g. DCNV2); RecBole evaluates it as Python code")
+
+
+def _check_time_split(config):
+    """``time_split`` (:mod:`recbole_dien.config.time_split`): valid boundaries, on an impressions
+    dataset; kept with its boundaries as text (plain data for checkpoints)."""
+    setting = config["time_split"] if "time_split" in config else None
+    if setting is None:
+        return
+    time_split.boundaries(setting)
+    if not (config["behavior_log_suffix"] if "behavior_log_suffix" in config else None):
+        raise ConfigError("time_split cuts impressions by time and needs their behaviour log (behavior_log_suffix); "
+                          "for a log of interactions use eval_args' split (e.g. {'RS': [0.8, 0.1, 0.1]}, order: TO)")
+    config["time_split"] = time_split.canonical(setting)
 
 
 def _check_device(config):
