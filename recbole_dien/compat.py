@@ -19,6 +19,8 @@ hopwise's shims are :mod:`recbole_dien.hopwise.compat`.
   float32, whose resolution at today's unix times (~1.7e9 s) is 128 s, enough to put a gap of
   1,801 s on the wrong side of a 30-minute ``session_gap``; for such a model the time field is kept
   in float64 (exact for integer seconds up to 2^53), on the lean and RecBole's data paths alike.
+  A dataset class that declares ``time_in_seconds`` (impressions with a behaviour log, whose
+  histories are the behaviours strictly before each impression's second) gets the same for every model.
 * **Multi-process training on CPUs.** RecBole's DDP path hard-codes NCCL and CUDA; without CUDA,
   :mod:`recbole_dien.trainer.distributed` runs it with gloo (``AbstractTrainer.__init__``: a device-less
   DDP), and evaluation gathers every rank's scores before computing the metrics
@@ -88,6 +90,12 @@ def _import_recbole_models():
     torch.autograd.set_detect_anomaly(False)
 
 
+def _keeps_time_in_seconds(dataset):
+    """Whether the run's model or the dataset's class declares ``time_in_seconds``."""
+    model_class = getattr(dataset.config, "model_class", None)
+    return getattr(model_class, "time_in_seconds", False) or getattr(dataset, "time_in_seconds", False)
+
+
 def _normalize_keeping_time_in_seconds(normalize):
     """``Dataset._normalize`` that leaves the time field as it is when the run's model declares
     ``time_in_seconds`` (DSIN cuts sessions at gaps of ``session_gap`` seconds; RecBole's min-max
@@ -95,8 +103,7 @@ def _normalize_keeping_time_in_seconds(normalize):
     every gap far below that). Every other float field is normalised as configured."""
     def wrapper(self):
         config, time_field = self.config, self.config["TIME_FIELD"]
-        model_class = getattr(config, "model_class", None)
-        if not getattr(model_class, "time_in_seconds", False) or time_field not in self.field2type:
+        if not _keeps_time_in_seconds(self) or time_field not in self.field2type:
             return normalize(self)
         listed = config["normalize_field"]
         if not (config["normalize_all"] or time_field in (listed or [])):
@@ -108,8 +115,10 @@ def _normalize_keeping_time_in_seconds(normalize):
             normalize(self)
         finally:
             config["normalize_all"], config["normalize_field"] = saved
-        self.logger.info(f"{model_class.__name__} keeps '{time_field}' in its own units (session_gap is in them); "
-                         "the other float fields are normalised as configured")
+        model_class = getattr(config, "model_class", None)
+        keeper = model_class if getattr(model_class, "time_in_seconds", False) else type(self)
+        self.logger.info(f"{keeper.__name__} keeps '{time_field}' in its own units (session gaps and history "
+                         "boundaries are in them); the other float fields are normalised as configured")
 
     wrapper.keeps_time_in_seconds = True
     wrapper.__wrapped__ = normalize
@@ -128,9 +137,8 @@ def _exact_time_in_seconds(dataframe_to_interaction):
     def wrapper(self, data):
         interaction = dataframe_to_interaction(self, data)
         time_field = self.config["TIME_FIELD"]
-        model_class = getattr(self.config, "model_class", None)
         host = host_of(self)
-        if (getattr(model_class, "time_in_seconds", False) and time_field in data
+        if (_keeps_time_in_seconds(self) and time_field in data
                 and self.field2type.get(time_field) == host.FeatureType.FLOAT
                 and time_field not in (self.config["numerical_features"] or [])):
             exact = torch.from_numpy(np.array(data[time_field].to_numpy(), dtype=np.float64))

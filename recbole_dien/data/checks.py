@@ -49,10 +49,13 @@ def loaded_atomic_files(config):
     else:
         names = [("inter", atomic_file(config, "inter"))]
     names += [(source, atomic_file(config, source)) for source in ATOMIC_SOURCES[1:]]
+    behaviors = config["behavior_log_suffix"]
+    if behaviors:  # impressions' behaviour log (recbole_dien.data.impressions): required, like .inter
+        names.append((behaviors, atomic_file(config, behaviors)))
     load_col = config["load_col"]
     return [(source, path) for source, path in names
-            if os.path.isfile(path) or source == "inter"
-            if load_col is None or source in load_col]
+            if os.path.isfile(path) or source in ("inter", behaviors)
+            if load_col is None or source in load_col or source == behaviors]
 
 
 def read_header(path, config):
@@ -335,4 +338,31 @@ def check_dataset(config):
                 )
             if field not in loaded:
                 raise DatasetError(f"column '{field}' ({key}) of {path} is not loaded; add it to load_col['inter']")
+    if config["behavior_log_suffix"]:
+        check_behavior_log(config)
     check_atomic_files(config)
+
+
+def check_behavior_log(config):
+    """The behaviour log of impressions (``behavior_log_suffix``) exists and loads the user and time
+    columns (the same names as in the .inter file) and at least one behaviour field."""
+    suffix = config["behavior_log_suffix"]
+    path = atomic_file(config, suffix)
+    if not os.path.isfile(path):
+        raise DatasetError(f"dataset '{config['dataset']}' has no behaviour log {path} (behavior_log_suffix={suffix!r}): "
+                           f"write the behaviours there, or set behavior_log_suffix to the suffix of the file that "
+                           "holds them")
+    if config["load_col"] is not None and suffix not in config["load_col"]:
+        raise DatasetError(f"load_col has no '{suffix}' entry, so no column of the behaviour log {path} would load: "
+                           f"add load_col['{suffix}'] (its user, time and behaviour columns)")
+    header = read_header(path, config)
+    loaded = loaded_fields(config, suffix, header)
+    for key in ("USER_ID_FIELD", "TIME_FIELD"):
+        field = config[key]
+        if field not in loaded:
+            where = "is not loaded (add it to load_col)" if field in dict(header) else "is missing"
+            raise DatasetError(f"the behaviour log {path} needs column '{field}' ({key}, as in the .inter file), which "
+                               f"{where}; its columns: {', '.join(f for f, _ in header)}")
+    if not set(loaded) - {config["USER_ID_FIELD"], config["TIME_FIELD"]}:
+        raise DatasetError(f"the behaviour log {path} loads no behaviour field besides user and time: load its "
+                           "category, brand, behaviour type or item columns")

@@ -12,6 +12,7 @@ saved datasets or dataloaders (a run builds them from the atomic files), so ``sa
 """
 import recbole_dien.data.dataset as plugin_datasets
 from recbole_dien.data.checks import check_dataset
+from recbole_dien.data.impressions import ImpressionDataset, ImpressionDIENDataset, ImpressionDSINDataset
 from recbole_dien.data.lean import LeanSequentialDataset, lean_requested
 from recbole_dien.utils.errors import ConfigError, DatasetError
 from recbole_dien.utils.hosts import RECBOLE, host_of
@@ -59,9 +60,12 @@ def plugin_dataset_class(config):
     """The dataset class for ``config``'s model on the config's host (RecBole or hopwise), or None
     to let the host choose: the plugin's ``<Model>Dataset`` for a plugin model that has one; else
     :class:`LeanSequentialDataset` where the lean path is asked for (``lean_sequential_data``; the
-    default for the plugin's models)."""
+    default for the plugin's models). Impressions with a behaviour log (``behavior_log_suffix``)
+    take :mod:`recbole_dien.data.impressions`' classes, which only the plugin's models read."""
     host = host_of(config, RECBOLE)
     plugin_model = is_plugin_model(config.model_class)
+    if config["behavior_log_suffix"]:
+        return host.dataset(impression_dataset_class(config, plugin_model))
     if plugin_model and hasattr(plugin_datasets, f"{config['model']}Dataset"):
         return host.dataset(getattr(plugin_datasets, f"{config['model']}Dataset"))
     if not lean_requested(config, plugin_model) or not (plugin_model or _host_builds_plain_sequential(config, host)):
@@ -70,6 +74,16 @@ def plugin_dataset_class(config):
         raise ConfigError(f"lean_sequential_data: {config['model']} reads its histories from dataset.inter_feat, "
                           "which the lean path does not fill; remove the setting (or set it to False)")
     return host.dataset(LeanSequentialDataset)
+
+
+def impression_dataset_class(config, plugin_model):
+    """The impressions dataset class of ``config``'s model; one line refusing any other model."""
+    if not plugin_model:
+        raise ConfigError(
+            f"{config['model']} cannot train on dataset '{config['dataset']}': its rows are impressions whose histories "
+            f"come from a separate behaviour log ({config['dataset']}.{config['behavior_log_suffix']}), and RecBole's "
+            "models read histories from the .inter rows themselves; train DIN, DIEN or DSIN (the plugin's) on it")
+    return {"DIEN": ImpressionDIENDataset, "DSIN": ImpressionDSINDataset}.get(config["model"], ImpressionDataset)
 
 
 def create_dataset(config):
