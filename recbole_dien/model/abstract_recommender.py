@@ -2,8 +2,8 @@
 import torch
 import torch.nn as nn
 
-from recbole_dien.utils.errors import ConfigError
-from recbole_dien.model.layers import Dice, FeatureEmbedding
+from recbole_dien.utils.errors import ConfigError, DatasetError
+from recbole_dien.model.layers import CandidateAsBehaviour, Dice, FeatureEmbedding
 from recbole_dien.config.knobs import model_hyperparameters
 
 # fewest training rows per batch from which BatchNorm / Dice statistics mean anything: with one
@@ -21,6 +21,15 @@ class AttentionCTRRecommender:
     cross-entropy on the host's labels and returns click probabilities from ``predict``.
     Subclasses define ``forward(interaction) -> logits`` and ``full_sort_predict`` and call
     :meth:`finish_init` once their layers exist.
+
+    Behaviours are the items of the history (``ITEM_SEQ``), embedded like candidates - unless the
+    dataset is impressions with a separate behaviour log (:mod:`recbole_dien.data.impressions`):
+    then ``BEHAVIOUR_SEQ`` holds behaviour ids, embedded from the behaviours' own fields
+    (``behaviour_embedding``, sharing the item table's embedding of every field of the same name),
+    a candidate is compared with them in the behaviours' layout (``candidate_as_behaviour``) and
+    enters the top MLP with all its item features, and the impression's context fields (the ad
+    slot) join the user profile. :meth:`embed_behaviours`, :meth:`embed_candidates` and
+    :meth:`profile_of` serve both kinds of dataset.
 
     The classes are host-neutral: :mod:`recbole_dien.utils.hosts` builds each on the host's
     ``SequentialRecommender`` with the host's point-wise ``input_type`` (``recbole_dien.DIN`` on
@@ -46,7 +55,67 @@ class AttentionCTRRecommender:
                                                include_id=hp["user_id_feature"],
                                                token_seq_pooling=hp["pooling_mode"],
                                                unknown_id_dropout=hp["unknown_id_dropout"])
+        self.behaviour_log = self._uses_behaviour_log(config, dataset)
+        self.BEHAVIOUR_SEQ, self.context_fields = self.ITEM_SEQ, []
+        if self.behaviour_log:
+            self.BEHAVIOUR_SEQ = dataset.behavior_id_list_field
+            self.behaviour_embedding = FeatureEmbedding(dataset, "behavior", hp["embedding_size"],
+                                                        token_seq_pooling=hp["pooling_mode"],
+                                                        shared_with=self.item_embedding)
+            if not self.behaviour_embedding.shared_fields:
+                raise DatasetError(
+                    f"the behaviour log's fields ({', '.join(self.behaviour_embedding.fields)}) share none with the "
+                    f"items ({', '.join(self.item_embedding.fields)}), so attention has nothing to compare a "
+                    "candidate with: name the behaviours' columns like the item table's (e.g. cate_id, brand)")
+            self.candidate_as_behaviour = CandidateAsBehaviour(self.item_embedding, self.behaviour_embedding)
+            self.context_fields = list(dataset.context_fields)
+            if self.context_fields:
+                self.context_embedding = FeatureEmbedding(dataset, "context", hp["embedding_size"],
+                                                          token_seq_pooling=hp["pooling_mode"])
+        self.behaviour_size = (self.behaviour_embedding if self.behaviour_log else self.item_embedding).output_size
+        self.profile_size = self.user_embedding.output_size + (
+            self.context_embedding.output_size if self.context_fields else 0)
         self.loss_fct = nn.BCEWithLogitsLoss()
+
+    @staticmethod
+    def _uses_behaviour_log(config, dataset):
+        """Whether ``dataset`` is impressions with a behaviour log; one line if the config names a
+        behaviour log that the dataset was built without (RecBole's own ``create_dataset``)."""
+        if getattr(dataset, "distinct_behaviors", None) is not None:
+            return True
+        suffix = config["behavior_log_suffix"] if "behavior_log_suffix" in config else None
+        if suffix:
+            raise DatasetError(
+                f"behavior_log_suffix={suffix!r}: the dataset is {type(dataset).__module__}.{type(dataset).__name__}, "
+                "which reads no behaviour log (its histories would be the impressions themselves); build it with "
+                "recbole_dien.create_dataset")
+        return False
+
+    # --- what a behaviour, a candidate and a profile are ---------------------------------------
+
+    def embed_behaviours(self, ids, transform=None):
+        """Behaviours (the ids of ``BEHAVIOUR_SEQ``) -> [..., behaviour_size]."""
+        if self.behaviour_log:
+            return self.behaviour_embedding(ids, transform)
+        return self.item_embedding(ids, transform)
+
+    def embed_candidates(self, items):
+        """Candidate items [...] -> (``query`` [..., behaviour_size]: the candidate as attention
+        compares it with behaviours, ``target`` [..., item width]: all its item features). Without
+        a behaviour log the two are one tensor, computed once."""
+        target = self.item_embedding(items)
+        return (self.candidate_as_behaviour(items) if self.behaviour_log else target), target
+
+    def profile_of(self, interaction, rows=None):
+        """The user profile of each row (of the rows ``rows``, if given) -> [B, profile_size]:
+        the user's embedding, ⊕ the impression's context fields where the dataset has them."""
+        users = interaction[self.USER_ID]
+        profile = self.user_embedding(users if rows is None else users[rows])
+        if not self.context_fields:
+            return profile
+        columns = {field: interaction[field] if rows is None else interaction[field][rows]
+                   for field in self.context_fields}
+        return torch.cat([profile, self.context_embedding.embed_columns(columns)], dim=-1)
 
     def check_batch_statistics(self, config):
         """Refuse a training batch too small for the model's BatchNorm / Dice layers; call once the

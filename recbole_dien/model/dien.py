@@ -33,6 +33,13 @@ evolved interest :math:`h'_T`.
 
 Prediction: :math:`\hat y = \sigma(\mathrm{MLP}_{Dice}([h'_T, e_a, p_U]))`, trained with
 :math:`L = L_{target} + \alpha L_{aux}`.
+
+On impressions with a separate behaviour log (:mod:`recbole_dien.data.impressions`) the
+behaviours :math:`e_t` are the log's own fields (category, brand, behaviour type), the auxiliary
+loss tells the next logged behaviour from a negative one drawn from the log's other behaviours,
+the attention compares the interest states with the candidate in the behaviours' layout (the
+fields they share), and the MLP's :math:`e_a` is all the ad's features, :math:`p_U` the user's
+with the impression's context (the ad slot).
 """
 import logging
 
@@ -54,21 +61,21 @@ class DIEN(AttentionCTRRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         hp = self.hyperparameters
-        self.NEG_ITEM_SEQ = config["NEG_PREFIX"] + self.ITEM_SEQ
+        self.NEG_ITEM_SEQ = config["NEG_PREFIX"] + self.BEHAVIOUR_SEQ
         self.alpha = hp["alpha"]
         self.attention_softmax = hp["attention_softmax"]
         self.attention_type = hp["attention_type"]
         self.history_sum_features = hp["history_sum_features"]
 
-        item_size, user_size = self.item_embedding.output_size, self.user_embedding.output_size
-        hidden = hp["gru_hidden_size"] or item_size
+        item_size, behaviour_size = self.item_embedding.output_size, self.behaviour_size
+        hidden = hp["gru_hidden_size"] or behaviour_size
 
-        self.interest_extractor = nn.GRU(item_size, hidden, batch_first=True)
+        self.interest_extractor = nn.GRU(behaviour_size, hidden, batch_first=True)
         # the auxiliary net MLP([h_t, e]) -> logit; its first layer W [h; e] = W_h h + W_e e is
         # applied in two parts: W_h h once per step for the clicked and the negative item, W_e e
         # once per distinct item
         aux_sizes = list(hp["aux_mlp_sizes"])
-        self.auxiliary_input = nn.Linear(hidden + item_size, aux_sizes[0])
+        self.auxiliary_input = nn.Linear(hidden + behaviour_size, aux_sizes[0])
         self.auxiliary_net = nn.Sequential(
             activation_layer(hp["aux_activation"], aux_sizes[0]),
             MLP(aux_sizes, hp["aux_activation"]),
@@ -76,14 +83,14 @@ class DIEN(AttentionCTRRecommender):
         )
         if self.attention_type == "bilinear":  # h_t W e_a: W [H, D] maps the candidate to the states' width
             self.query_projection = nn.Identity()
-            self.attention = BilinearAttention(item_size, hidden)
+            self.attention = BilinearAttention(behaviour_size, hidden)
         else:  # mlp (props/DIEN.yaml's knobs are validated before the model is built)
             # the activation unit compares the candidate with interest states: same width needed
-            self.query_projection = nn.Identity() if hidden == item_size else nn.Linear(item_size, hidden)
+            self.query_projection = nn.Identity() if hidden == behaviour_size else nn.Linear(behaviour_size, hidden)
             self.attention = ActivationUnit(hidden, hp["attention_mlp_sizes"], hp["attention_activation"])
         self.interest_evolution = InterestEvolution(hidden, hidden, hp["gru_type"], hp["augru_variant"])
 
-        mlp_input = hidden + item_size + user_size + (2 * item_size if self.history_sum_features else 0)
+        mlp_input = hidden + item_size + self.profile_size + (2 * behaviour_size if self.history_sum_features else 0)
         self.mlp = MLP([mlp_input] + list(hp["mlp_hidden_size"]), hp["mlp_activation"], hp["dropout_prob"],
                        input_batch_norm=hp["mlp_batch_norm"])
         self.prediction = nn.Linear(self.mlp.output_size, 1)
@@ -92,8 +99,9 @@ class DIEN(AttentionCTRRecommender):
 
     def _warn_about_misaligned_negatives(self, dataset):
         from recbole_dien.data.dataset import DIENDataset
+        from recbole_dien.data.impressions import ImpressionDIENDataset
 
-        if self.alpha > 0 and not isinstance(dataset, DIENDataset):
+        if self.alpha > 0 and not isinstance(dataset, (DIENDataset, ImpressionDIENDataset)):
             logging.getLogger().warning(
                 f"DIEN: the dataset is {type(dataset).__module__}.{type(dataset).__name__}, not recbole-dien's "
                 "DIENDataset, so the auxiliary loss trains on its negatives (RecBole's own DIENDataset misaligns "
@@ -115,11 +123,14 @@ class DIEN(AttentionCTRRecommender):
         [N, H], and the candidate-independent products ``attention_keys`` [N, A] and
         ``evolution_inputs`` [N, 3H] (AGRU/AUGRU); the packing: ``order`` [U] (the distinct
         histories, longest first) and ``batch_sizes`` (how many of them are still active at each
-        step); and ``inverse`` [B], the distinct history of each batch row.
+        step); and ``inverse`` [B], the distinct history of each batch row. With context fields
+        (impressions), a distinct history is one of (user, context, behaviours): the profile
+        holds the context.
         """
-        item_seq, lengths, users = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.USER_ID]
+        item_seq, lengths = interaction[self.BEHAVIOUR_SEQ], interaction[self.ITEM_SEQ_LEN]
         mask = sequence_mask(lengths, item_seq.shape[1])
-        key = torch.cat([users.unsqueeze(-1), item_seq * mask], dim=-1)
+        profile_columns = [interaction[self.USER_ID]] + [self._as_key(interaction[f]) for f in self.context_fields]
+        key = torch.cat([column.reshape(len(item_seq), -1) for column in profile_columns] + [item_seq * mask], dim=-1)
         distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
         rows = torch.full((len(distinct),), len(key), dtype=torch.long, device=key.device)
         rows = rows.scatter_reduce(0, inverse, torch.arange(len(key), device=key.device), "amin")
@@ -130,15 +141,20 @@ class DIEN(AttentionCTRRecommender):
         history = order[sorted_rows]                                                # [N]
         position = torch.full(item_seq[rows].shape, -1, dtype=torch.long, device=key.device)
         position[history, steps] = torch.arange(len(steps), device=key.device)
-        behaviours = self.item_embedding(item_seq[rows[history], steps])           # [N, D]
+        behaviours = self.embed_behaviours(item_seq[rows[history], steps])         # [N, D]
         states = packed_gru_states(self.interest_extractor, behaviours, batch_sizes)  # [N, H]
         evolution = self.interest_evolution
         return {"rows": rows, "inverse": inverse, "lengths": lengths, "position": position,
                 "order": order, "batch_sizes": batch_sizes, "history": history, "steps": steps,
                 "behaviours": behaviours, "states": states,
-                "profile": self.user_embedding(users[rows]),
+                "profile": self.profile_of(interaction, rows),
                 "attention_keys": self.attention.project_keys(states),
                 "evolution_inputs": evolution.project_inputs(states) if evolution.projects_inputs else None}
+
+    @staticmethod
+    def _as_key(values):
+        """A context column as int64 key values that are equal exactly where the values are."""
+        return values.double().view(torch.int64) if values.is_floating_point() else values.long()
 
     def auxiliary_loss(self, interaction, interests):
         """Eq. 6 over the real (t, t+1) pairs of each distinct history."""
@@ -153,9 +169,9 @@ class DIEN(AttentionCTRRecommender):
         w_state, w_item = self.auxiliary_input.weight.split([hidden, self.auxiliary_input.in_features - hidden], 1)
         state_term = F.linear(interests["states"].index_select(0, pairs), w_state, self.auxiliary_input.bias)  # [P, A]
         batch_rows, next_steps = interests["rows"][history[pairs]], steps[pairs] + 1
-        clicked = interaction[self.ITEM_SEQ][batch_rows, next_steps]
+        clicked = interaction[self.BEHAVIOUR_SEQ][batch_rows, next_steps]
         negative = interaction[self.NEG_ITEM_SEQ][batch_rows, next_steps]
-        item_term = self.item_embedding(torch.cat([clicked, negative]), lambda e: F.linear(e, w_item))  # [2P, A]
+        item_term = self.embed_behaviours(torch.cat([clicked, negative]), lambda e: F.linear(e, w_item))  # [2P, A]
         logits = self.auxiliary_net(state_term.repeat(2, 1) + item_term)
         labels = torch.cat([torch.ones(len(clicked)), torch.zeros(len(clicked))]).to(logits.device)
         # the mean over 2P terms is half the paper's per-pair sum averaged over P; rescale
@@ -163,20 +179,21 @@ class DIEN(AttentionCTRRecommender):
 
     # --- candidate-dependent part ----------------------------------------------------------------
 
-    def pair_attention(self, interests, target, index=None):
+    def pair_attention(self, interests, candidates, index=None):
         """a_t of eq. 8 for (history, candidate) pairs, on their real steps only.
 
-        ``target`` [R, D] and ``index`` [R] (the distinct history of each pair; default: one pair
-        per distinct history). Returns the pairs' ``order`` [R] (by descending history length)
+        ``candidates`` [R, D] (as behaviours: the ``query`` of :meth:`embed_candidates`) and
+        ``index`` [R] (the distinct history of each pair; default: one pair per distinct
+        history). Returns the pairs' ``order`` [R] (by descending history length)
         and, packed step by step over the pairs in that order, ``steps`` [M], ``pairs`` [M],
         ``positions`` [M] (into the packed behaviours), ``batch_sizes`` and ``attention`` [M].
         """
-        index = torch.arange(len(interests["rows"]), device=target.device) if index is None else index
+        index = torch.arange(len(interests["rows"]), device=candidates.device) if index is None else index
         order = torch.argsort(interests["lengths"][index], descending=True, stable=True)
         steps, sorted_pairs, batch_sizes = time_major_positions(interests["lengths"][index[order]])
         pairs = order[sorted_pairs]                                                 # [M]
         positions = interests["position"][index[pairs], steps]                      # [M]
-        query = self.query_projection(target)                                       # [R, H] (bilinear: [R, D])
+        query = self.query_projection(candidates)                                   # [R, H] (bilinear: [R, D])
         # index_select, not x[index]: its backward is a fast index_add, not an accumulating index_put
         query_terms = self.attention.project_query(query).index_select(0, pairs)   # [M, A]
         key_terms = interests["attention_keys"].index_select(0, positions)          # [M, A]
@@ -187,18 +204,18 @@ class DIEN(AttentionCTRRecommender):
                                                     interests["states"].index_select(0, positions),
                                                     query_terms, key_terms)                              # [M]
         # without softmax the scores still steer gates, so they are squashed into (0, 1)
-        attention = packed_softmax(scores, pairs, len(target)) if self.attention_softmax else torch.sigmoid(scores)
+        attention = packed_softmax(scores, pairs, len(candidates)) if self.attention_softmax else torch.sigmoid(scores)
         return {"order": order, "steps": steps, "pairs": pairs, "positions": positions,
                 "batch_sizes": batch_sizes, "attention": attention}
 
-    def score(self, interests, target, index=None):
+    def score(self, interests, query, target, index=None):
         """Logits of (history, candidate) pairs: the attention, the evolution and the MLP.
 
-        ``target`` [R, D] and ``index`` [R] (the distinct history of each pair; default: one pair
-        per distinct history) -> [R].
+        ``query`` [R, D] and ``target`` [R, E] (the candidates, :meth:`embed_candidates`) and
+        ``index`` [R] (the distinct history of each pair; default: one pair per distinct history) -> [R].
         """
         index = torch.arange(len(interests["rows"]), device=target.device) if index is None else index
-        packed = self.pair_attention(interests, target, index)
+        packed = self.pair_attention(interests, query, index)
         evolution = self.interest_evolution
         if evolution.projects_inputs:  # AGRU / AUGRU: the packed recurrence, pairs sorted by length
             evolved = evolution.evolve_packed(interests["evolution_inputs"].index_select(0, packed["positions"]),
@@ -212,7 +229,7 @@ class DIEN(AttentionCTRRecommender):
             behaviours = interests["behaviours"]                                      # [N, D]
             history_sum = behaviours.new_zeros(len(interests["rows"]), behaviours.shape[-1])
             history_sum = history_sum.index_add(0, interests["history"], behaviours).index_select(0, index)   # [R, D]
-            features += [history_sum, target * history_sum]
+            features += [history_sum, query * history_sum]
         return self.prediction(self.mlp(torch.cat(features, dim=-1))).squeeze(-1)
 
     @staticmethod
@@ -225,9 +242,9 @@ class DIEN(AttentionCTRRecommender):
     def attention_weights(self, interaction):
         """The attention of each row's candidate on each interest state: ``{"interest states": [B, L]}``."""
         interests = self.extract_interests(interaction)
-        target = self.item_embedding(interaction[self.ITEM_ID])
-        packed = self.pair_attention(interests, target, interests["inverse"])
-        weights = target.new_zeros(interaction[self.ITEM_SEQ].shape)
+        query = self.embed_candidates(interaction[self.ITEM_ID])[0]
+        packed = self.pair_attention(interests, query, interests["inverse"])
+        weights = query.new_zeros(interaction[self.BEHAVIOUR_SEQ].shape)
         return {"interest states": weights.index_put((packed["pairs"], packed["steps"]), packed["attention"])}
 
     def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
@@ -261,8 +278,8 @@ class DIEN(AttentionCTRRecommender):
 
     def forward(self, interaction, interests=None):
         interests = interests or self.extract_interests(interaction)
-        target = self.item_embedding(interaction[self.ITEM_ID])
-        return self.score(interests, target, interests["inverse"])
+        query, target = self.embed_candidates(interaction[self.ITEM_ID])
+        return self.score(interests, query, target, interests["inverse"])
 
     def calculate_loss(self, interaction):
         interests = self.extract_interests(interaction)
@@ -286,12 +303,12 @@ class DIEN(AttentionCTRRecommender):
         history, states = interests["history"], interests["states"]                 # [N], [N, H]
         keys = interests["attention_keys"]                                           # [N, A]
         inputs = interests["evolution_inputs"]                                       # [N, 3H] (AGRU / AUGRU)
-        all_items = self.item_embedding(torch.arange(self.n_items, device=states.device))
+        all_queries, all_targets = self.embed_candidates(torch.arange(self.n_items, device=states.device))
         widest = max(3 * states.shape[-1], self.attention.pair_width)               # per (state, candidate)
         chunk = self.full_sort_chunk(max(len(states), n_users) * widest)
         unsort = torch.argsort(interests["order"])
         logits = []
-        for candidates in all_items.split(chunk):                                    # [C, D]
+        for candidates, targets in zip(all_queries.split(chunk), all_targets.split(chunk)):  # [C, D], [C, E]
             query = self.query_projection(candidates)                                # [C, H]
             scores = self.attention.score_every_pair(query, states, self.attention.project_query(query), keys)
             attention = packed_softmax(scores, history, n_users) if self.attention_softmax else torch.sigmoid(scores)
@@ -308,7 +325,7 @@ class DIEN(AttentionCTRRecommender):
                 evolved = self.interest_evolution(dense_states, dense_attention, pair_lengths)
                 evolved = evolved.view(n_users, len(candidates), -1)                 # [U, C, H]
             shape = evolved.shape[:-1]                                               # [U, C]
-            features = [evolved, candidates.unsqueeze(0).expand(*shape, -1),
+            features = [evolved, targets.unsqueeze(0).expand(*shape, -1),
                         interests["profile"].unsqueeze(1).expand(*shape, -1)]
             if self.history_sum_features:
                 behaviours = interests["behaviours"]

@@ -29,6 +29,12 @@ Activation units (eq. 10-11), with the candidate's embedding :math:`X^I`:
 
 Prediction: :math:`\hat y = \sigma(\mathrm{MLP}_{Dice}([p_U, X^I, U^I, U^H]))` with BCE loss.
 
+On impressions with a separate behaviour log (:mod:`recbole_dien.data.impressions`; the paper's
+setting) the sessions are cut from the log's behaviours before the impression, a behaviour is its
+own fields (category, brand, behaviour type), the activation units score the candidate in that
+layout (the fields they share), the MLP's :math:`X^I` is all the ad's features and :math:`p_U` the
+user's with the impression's context (the ad slot).
+
 Sessions are cut in the model from the timestamp list beside the item list, with tensor
 operations on the whole batch, from whatever history it is given: DSINDataset's (the exact
 sessions, which cut again stay the same), or any RecBole sequential dataset with its time field
@@ -107,10 +113,10 @@ class DSIN(AttentionCTRRecommender):
         self.bilstm_merge = hp["bilstm_merge"]
         self._check_dataset_sessions(dataset)
 
-        dim, user_size = self.item_embedding.output_size, self.user_embedding.output_size
+        dim, item_size = self.behaviour_size, self.item_embedding.output_size
         if dim % hp["num_heads"]:
             raise ConfigError(f"invalid setting num_heads={hp['num_heads']}: it must divide the behaviour embedding "
-                              f"width, {dim} ({dim // hp['embedding_size']} item fields x embedding_size "
+                              f"width, {dim} ({dim // hp['embedding_size']} behaviour fields x embedding_size "
                               f"{hp['embedding_size']}); e.g. num_heads="
                               f"{max(h for h in range(1, hp['num_heads'] + 1) if dim % h == 0)}")
 
@@ -132,7 +138,7 @@ class DSIN(AttentionCTRRecommender):
             self.interacting_attention = ActivationUnit(interacting_size, hp["attention_mlp_sizes"],
                                                         hp["attention_activation"])
 
-        mlp_sizes = [user_size + 2 * dim + interacting_size] + list(hp["mlp_hidden_size"])
+        mlp_sizes = [self.profile_size + item_size + dim + interacting_size] + list(hp["mlp_hidden_size"])
         self.mlp = MLP(mlp_sizes, hp["mlp_activation"], hp["dropout_prob"], input_batch_norm=hp["mlp_batch_norm"])
         # numbers per (user, candidate) pair in full_sort_predict's largest intermediate
         attention_width = self.max_sessions * (hp["attention_mlp_sizes"][0] if self.attention_type == "mlp" else 1)
@@ -142,9 +148,10 @@ class DSIN(AttentionCTRRecommender):
 
     def _check_dataset_sessions(self, dataset):
         from recbole_dien.data.dataset import DSINDataset
+        from recbole_dien.data.impressions import ImpressionDSINDataset
 
         settings = (self.session_gap, self.max_sessions, self.max_session_length)
-        if not isinstance(dataset, DSINDataset):
+        if not isinstance(dataset, (DSINDataset, ImpressionDSINDataset)):
             logging.getLogger().warning(
                 f"DSIN: the dataset is {type(dataset).__module__}.{type(dataset).__name__}, not recbole-dien's "
                 "DSINDataset, so sessions are cut from the last MAX_ITEM_LIST_LENGTH behaviours only (the oldest "
@@ -158,7 +165,7 @@ class DSIN(AttentionCTRRecommender):
 
     def session_grid(self, interaction):
         """Items [B, K, T], their mask, the session recency [B, K] and the session mask [B, K]."""
-        item_seq, lengths = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        item_seq, lengths = interaction[self.BEHAVIOUR_SEQ], interaction[self.ITEM_SEQ_LEN]
         # float64 (exact seconds) from the datasets already; float32 from a caller is widened as it is
         grid = split_sessions(interaction[self.TIME_SEQ].double(), lengths, self.session_gap,
                               self.max_sessions, self.max_session_length)
@@ -187,7 +194,7 @@ class DSIN(AttentionCTRRecommender):
         Transformer, the Bi-LSTM on the sessions left- and right-aligned), for
         :mod:`recbole_dien.serving.export`."""
         items, behaviour_mask, recency, session_mask, count = self.session_grid(interaction)
-        embedded = self.bias_encoding(self.item_embedding(items), recency)           # [B, K, T, D]
+        embedded = self.bias_encoding(self.embed_behaviours(items), recency)         # [B, K, T, D]
         if dense:
             interests = self._dense_session_interests(embedded, behaviour_mask, session_mask)
             states = self._dense_interacting_states(interests, count)
@@ -209,7 +216,7 @@ class DSIN(AttentionCTRRecommender):
             states = sum(states.chunk(2, dim=-1))
         states = states * session_mask.unsqueeze(-1)                                 # [B, K, D']
         return {"interests": interests, "states": states, "mask": session_mask,
-                "profile": self.user_embedding(interaction[self.USER_ID])}
+                "profile": self.profile_of(interaction)}
 
     def _dense_session_interests(self, embedded, behaviour_mask, session_mask):
         """The Transformer over every session slot [B, K, T, D] -> pooled interests [B, K, D]; an
@@ -242,39 +249,41 @@ class DSIN(AttentionCTRRecommender):
         """Logits of each user's candidates from plain tensors with fixed shapes (for
         :mod:`recbole_dien.serving.export`): users [B], item_seq and time_seq [B, L], lengths [B],
         candidates [B, C] -> [B, C]. Equals :meth:`forward` (tests/serving/test_export.py)."""
-        sessions = self.session_interests({self.ITEM_SEQ: item_seq, self.ITEM_SEQ_LEN: lengths,
+        sessions = self.session_interests({self.BEHAVIOUR_SEQ: item_seq, self.ITEM_SEQ_LEN: lengths,
                                            self.TIME_SEQ: time_seq, self.USER_ID: users}, dense=True)
         per_user = {key: value.unsqueeze(1) for key, value in sessions.items()}     # [B, 1, ...]
-        return self.score(per_user, self.item_embedding(candidates))
+        return self.score(per_user, *self.embed_candidates(candidates))
 
     # --- candidate-dependent part ---------------------------------------------------------------
 
-    def attention_scores(self, sessions, target):
-        """sessions: output of :meth:`session_interests` with tensors [B, (1,) K, ...];
-        target [(B|1), (N,) D] -> scores over the sessions of the interests and of the states."""
+    def attention_scores(self, sessions, query):
+        """sessions: output of :meth:`session_interests` with tensors [B, (1,) K, ...]; query
+        [(B|1), (N,) D] (the candidates as behaviours, :meth:`embed_candidates`) -> scores over
+        the sessions of the interests and of the states."""
         interests, states = sessions["interests"], sessions["states"]
         if self.attention_type == "bilinear":
             # I_k W^I X and H_k W^H X
-            interest = torch.matmul(interests, self.interest_bilinear(target).unsqueeze(-1)).squeeze(-1)
-            interacting = torch.matmul(states, self.interacting_bilinear(target).unsqueeze(-1)).squeeze(-1)
+            interest = torch.matmul(interests, self.interest_bilinear(query).unsqueeze(-1)).squeeze(-1)
+            interacting = torch.matmul(states, self.interacting_bilinear(query).unsqueeze(-1)).squeeze(-1)
             return interest, interacting
-        return (self.interest_attention(target, interests),
-                self.interacting_attention(self.interacting_query(target), states))
+        return (self.interest_attention(query, interests),
+                self.interacting_attention(self.interacting_query(query), states))
 
-    def session_weights(self, sessions, target):
+    def session_weights(self, sessions, query):
         """Softmax weights over the real sessions, of the interests I and of the states H."""
-        interest_scores, interacting_scores = self.attention_scores(sessions, target)
+        interest_scores, interacting_scores = self.attention_scores(sessions, query)
         return masked_softmax(interest_scores, sessions["mask"]), masked_softmax(interacting_scores, sessions["mask"])
 
     def attention_weights(self, interaction):
         """Each row's candidate on each session slot (oldest kept first; ``session_grid`` gives the
         items): ``{"session interests": [B, K], "interacting states": [B, K]}``."""
         interest, interacting = self.session_weights(self.session_interests(interaction),
-                                                     self.item_embedding(interaction[self.ITEM_ID]))
+                                                     self.embed_candidates(interaction[self.ITEM_ID])[0])
         return {"session interests": interest, "interacting states": interacting}
 
-    def score(self, sessions, target):
-        interest_weights, interacting_weights = self.session_weights(sessions, target)
+    def score(self, sessions, query, target):
+        """Logits of the candidates (``query`` and ``target``: :meth:`embed_candidates`)."""
+        interest_weights, interacting_weights = self.session_weights(sessions, query)
         pooled_interest = torch.matmul(interest_weights.unsqueeze(-2), sessions["interests"]).squeeze(-2)
         pooled_states = torch.matmul(interacting_weights.unsqueeze(-2), sessions["states"]).squeeze(-2)
         shape = pooled_interest.shape[:-1]
@@ -284,15 +293,16 @@ class DSIN(AttentionCTRRecommender):
 
     def forward(self, interaction):
         sessions = self.session_interests(interaction)
-        return self.score(sessions, self.item_embedding(interaction[self.ITEM_ID]))
+        return self.score(sessions, *self.embed_candidates(interaction[self.ITEM_ID]))
 
     def full_sort_predict(self, interaction):
         """Click probabilities of every item for each user: [B, n_items]; sessions, Transformer and
         Bi-LSTM run once per user, candidates are scored in memory-bounded chunks."""
         sessions = self.session_interests(interaction)
         per_user = {key: value.unsqueeze(1) for key, value in sessions.items()}     # [B, 1, ...]
-        all_items = self.item_embedding(torch.arange(self.n_items, device=sessions["mask"].device))
+        queries, targets = self.embed_candidates(torch.arange(self.n_items, device=sessions["mask"].device))
         chunk = self.full_sort_chunk(len(sessions["mask"]) * self.pair_width)
-        scores = [self.score(per_user, candidates.unsqueeze(0)) for candidates in all_items.split(chunk)]
+        scores = [self.score(per_user, query.unsqueeze(0), target.unsqueeze(0))
+                  for query, target in zip(queries.split(chunk), targets.split(chunk))]
         return torch.sigmoid(torch.cat(scores, dim=1))
 

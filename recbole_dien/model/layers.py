@@ -284,7 +284,9 @@ class FieldParameterDict(nn.ParameterDict):
 
 
 class FeatureEmbedding(nn.Module):
-    r"""Embeds a RecBole feature table (``item_feat`` or ``user_feat``) row by id.
+    r"""Embeds a RecBole feature table (``item_feat`` or ``user_feat``) row by id; or the distinct
+    behaviours of a behaviour log (``behavior``: :mod:`recbole_dien.data.impressions`), or the
+    context fields of impression rows (``context``: no table, the values come with each row).
 
     The output for an id is the concatenation over fields of: a token embedding (``token``), the
     pooled embeddings of its tokens (``token_seq``; mean over non-padding tokens, or sum / max), and
@@ -303,21 +305,30 @@ class FeatureEmbedding(nn.Module):
     feature rows a request brings (plain tensors, one per field) instead of the dataset's table, so
     an exported program embeds items and users it was never given.
 
+    ``shared_with`` (another FeatureEmbedding): a field both embed uses that one's embedding table
+    (or float vector), so that a behaviour's category and an item's category are one token with one
+    vector (the dataset remaps them into one id space).
+
     Optionally tracks how often each embedding row occurs in the training data, for DIN's
     mini-batch aware regularisation (:meth:`minibatch_l2`).
     """
 
     UNKNOWN_ID = 0  # the id embedding row an unknown id is embedded with (learned with unknown_id_dropout)
+    SOURCES = ("item", "user", "behavior", "context")
 
     def __init__(self, dataset, source, embedding_size, include_id=True, token_seq_pooling="mean",
-                 unknown_id_dropout=0.0):
+                 unknown_id_dropout=0.0, shared_with=None):
         super().__init__()
         if source == "item":
             table, id_field = dataset.get_item_feature(), dataset.iid_field
         elif source == "user":
             table, id_field = dataset.get_user_feature(), dataset.uid_field
+        elif source == "behavior":  # the distinct behaviours, by behaviour id (itself no feature)
+            table, id_field, include_id = dataset.get_behavior_feature(), None, False
+        elif source == "context":   # each row brings its own values: no table
+            table, id_field, include_id = None, None, False
         else:
-            raise ValueError(f"source must be 'item' or 'user', not '{source}'")
+            raise ValueError(f"source must be one of {', '.join(self.SOURCES)}, not '{source}'")
         if token_seq_pooling not in ("mean", "sum", "max"):
             raise ValueError(f"token_seq_pooling must be mean, sum or max, not '{token_seq_pooling}'")
         if not 0 <= unknown_id_dropout < 1:
@@ -328,31 +339,46 @@ class FeatureEmbedding(nn.Module):
         self.request_rows = None  # serving: {field: values} of the request's rows (rows_of_request)
         self.embedding_size = embedding_size
         self.pooling = token_seq_pooling
-        self.num_rows = len(table)
+        self.num_rows = len(table) if table is not None else 0
 
-        fields = [id_field] if include_id else []
-        fields += [f for f in table.columns if f != id_field]
+        if table is None:
+            fields = list(dataset.context_fields)
+        else:
+            fields = [id_field] if include_id else []
+            fields += [f for f in table.columns if f != id_field]
+        shared = shared_with.fields if shared_with is not None else ()
         self.token_fields, self.token_seq_fields, self.float_fields = [], [], []
+        self.shared_fields = []  # the fields whose table (or vector) is shared_with's
         self.embeddings = FieldModuleDict()
         self.float_weights = FieldParameterDict()
         FeatureType = host_of(dataset).FeatureType  # noqa: N806 - RecBole's and hopwise's never compare equal
         for field in fields:
             ftype = dataset.field2type[field]
-            values = table[field]
+            values = table[field] if table is not None else None
+            if field in shared:
+                self.shared_fields.append(field)
             if ftype == FeatureType.TOKEN:
                 self.token_fields.append(field)
-                self.embeddings[field] = nn.Embedding(dataset.num(field), embedding_size)
+                self.embeddings[field] = shared_with.embeddings[field] if field in shared else \
+                    nn.Embedding(dataset.num(field), embedding_size)
             elif ftype == FeatureType.TOKEN_SEQ:
                 self.token_seq_fields.append(field)
-                self.embeddings[field] = nn.Embedding(dataset.num(field), embedding_size, padding_idx=0)
-            elif ftype == FeatureType.FLOAT and values.dim() == 1:
+                self.embeddings[field] = shared_with.embeddings[field] if field in shared else \
+                    nn.Embedding(dataset.num(field), embedding_size, padding_idx=0)
+            elif ftype == FeatureType.FLOAT and (values is None or values.dim() == 1):
                 self.float_fields.append(field)
-                self.float_weights[field] = nn.Parameter(torch.empty(embedding_size))
-                nn.init.normal_(self.float_weights[field], std=embedding_size ** -0.5)
+                if field in shared:
+                    self.float_weights[field] = shared_with.float_weights[field]
+                else:
+                    self.float_weights[field] = nn.Parameter(torch.empty(embedding_size))
+                    nn.init.normal_(self.float_weights[field], std=embedding_size ** -0.5)
             else:
                 warnings.warn(f"{source} field '{field}' ({ftype.value}) is not embedded")
+                if field in shared:
+                    self.shared_fields.remove(field)
                 continue
-            self.register_buffer(self._buffer(field), values.clone(), persistent=False)
+            if values is not None:
+                self.register_buffer(self._buffer(field), values.clone(), persistent=False)
         self.fields = self.token_fields + self.token_seq_fields + self.float_fields
         self.output_size = len(self.fields) * embedding_size
 
@@ -421,29 +447,101 @@ class FeatureEmbedding(nn.Module):
 
     # --- mini-batch aware regularisation (Zhou et al., 2018, section 4.1) ---
 
-    def set_row_occurrences(self, occurrences):
-        """``occurrences[r]``: how often table row ``r`` occurs in the training samples. Derives,
-        for every token of every field, how often it occurs (the n_j of the paper)."""
+    def token_occurrences(self, occurrences):
+        """``occurrences[r]``: how often table row ``r`` occurs in the training samples ->
+        {field: how often each of its tokens occurs} over the token and token_seq fields."""
         occurrences = occurrences.float()
+        counts = {}
         for field in self.token_fields + self.token_seq_fields:
             column = self.column(field)
             per_token = occurrences.unsqueeze(-1).expand_as(column) if column.dim() == 2 else occurrences
-            counts = torch.zeros(self.embeddings[field].num_embeddings, device=occurrences.device)
-            counts.index_add_(0, column.reshape(-1), per_token.reshape(-1))
-            self.register_buffer(f"occurrences_{field}", counts.clamp(min=1.0), persistent=False)
+            counts[field] = torch.zeros(self.embeddings[field].num_embeddings, device=occurrences.device)
+            counts[field].index_add_(0, column.reshape(-1), per_token.reshape(-1))
+        return counts
+
+    def set_token_occurrences(self, counts):
+        """Keep {field: per-token occurrences} (:meth:`token_occurrences`) as the n_j of the paper."""
+        for field, field_counts in counts.items():
+            self.register_buffer(f"occurrences_{field}", field_counts.clamp(min=1.0), persistent=False)
+
+    def set_row_occurrences(self, occurrences):
+        """``occurrences[r]``: how often table row ``r`` occurs in the training samples. Derives,
+        for every token of every field, how often it occurs (the n_j of the paper)."""
+        self.set_token_occurrences(self.token_occurrences(occurrences))
+
+    def used_tokens(self, ids):
+        """{field: the distinct tokens (padding of token_seq fields left out) the rows ``ids`` use}."""
+        rows = torch.unique(ids)
+        used = {}
+        for field in self.token_fields + self.token_seq_fields:
+            tokens = torch.unique(self.column(field)[rows])
+            used[field] = tokens[tokens != 0] if field in self.token_seq_fields else tokens
+        return used
 
     def minibatch_l2(self, ids):
         r""":math:`\sum_j \lVert w_j \rVert^2 / n_j` over the embedding rows j used by ``ids``
         (each row once, however often it occurs in the batch)."""
-        rows = torch.unique(ids)
-        penalty = 0.0
-        for field in self.token_fields + self.token_seq_fields:
-            tokens = torch.unique(self.column(field)[rows])
-            if field in self.token_seq_fields:
-                tokens = tokens[tokens != 0]
-            weights = self.embeddings[field].weight[tokens]
-            penalty = penalty + (weights.pow(2).sum(-1) / getattr(self, f"occurrences_{field}")[tokens]).sum()
-        return penalty
+        return minibatch_l2([(self, ids)])
+
+
+def minibatch_l2(used):
+    r""":math:`\sum_j \lVert w_j \rVert^2 / n_j` over the embedding rows j that ``used``, pairs of
+    (:class:`FeatureEmbedding`, ids of its rows), bring - each row once, also where two embeddings
+    share a table (a behaviour's and a candidate's brand are one row of one table)."""
+    tables = {}  # id(table) -> (weights, occurrences, [tokens, ...])
+    for embedding, ids in used:
+        for field, tokens in embedding.used_tokens(ids).items():
+            table = embedding.embeddings[field]
+            entry = tables.setdefault(id(table), (table.weight, getattr(embedding, f"occurrences_{field}"), []))
+            entry[2].append(tokens)
+    penalty = 0.0
+    for weights, occurrences, tokens in tables.values():
+        tokens = tokens[0] if len(tokens) == 1 else torch.unique(torch.cat(tokens))
+        penalty = penalty + (weights[tokens].pow(2).sum(-1) / occurrences[tokens]).sum()
+    return penalty
+
+
+class CandidateAsBehaviour(nn.Module):
+    """A candidate item embedded in the layout of a behaviour, so that attention can compare the
+    two (:mod:`recbole_dien.data.impressions`: behaviours from a separate log with fields of their
+    own, e.g. category, brand and behaviour type, but no item id).
+
+    Field by field, in the behaviour embedding's order: a field the item table shares (the item id
+    itself, or a side feature of the same name, e.g. ``cate_id``) is the candidate's own value,
+    embedded with the one shared table; a field only behaviours have (the behaviour type ``btag``)
+    is a learned vector - the slot of a behaviour type the candidate does not have. ``forward``:
+    item ids [...] -> [..., behaviour width]."""
+
+    def __init__(self, item_embedding, behaviour_embedding):
+        super().__init__()
+        if not behaviour_embedding.shared_fields:
+            raise ValueError("the behaviours share no embedded field with the items")
+        # the model owns the two embeddings; a tuple keeps them out of this module's parameters
+        self.embeddings = (item_embedding, behaviour_embedding)
+        size = behaviour_embedding.embedding_size
+        self.behaviour_only = FieldParameterDict()
+        for field in behaviour_embedding.fields:
+            if field not in behaviour_embedding.shared_fields:
+                self.behaviour_only[field] = nn.Parameter(torch.empty(size))
+                nn.init.normal_(self.behaviour_only[field], std=size ** -0.5)
+        self.output_size = behaviour_embedding.output_size
+
+    def embed_rows(self, ids):
+        """[N] distinct item ids -> [N, output_size]."""
+        items, behaviours = self.embeddings
+        parts = []
+        for field in behaviours.fields:
+            if field not in behaviours.shared_fields:
+                parts.append(self.behaviour_only[field].expand(len(ids), -1))
+                continue
+            values = ids if field == items.id_field else items.column(field)[ids]
+            parts.append(behaviours.embed_field(field, values))
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, ids):
+        distinct, position = torch.unique(ids, return_inverse=True)
+        rows = self.embed_rows(distinct)
+        return rows.index_select(0, position.reshape(-1)).view(*ids.shape, rows.shape[-1])
 
 
 class InterestEvolution(nn.Module):

@@ -17,6 +17,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_dien.utils.errors import RecBoleDienError, report, require_extra
+from recbole_dien.serving.export import refuse_behaviour_log
 from recbole_dien.serving.recommend import seen_items
 
 
@@ -105,6 +106,7 @@ def plot_attention(checkpoint, user, items=None, output="attention.png", count=4
     config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
     if not hasattr(model, "attention_weights"):
         raise RecBoleDienError(f"{type(model).__name__} has no attention weights to draw (DIN, DIEN and DSIN do)")
+    refuse_behaviour_log(model)
     row = user_row(test_data._dataset, dataset, user)
     if items:
         try:

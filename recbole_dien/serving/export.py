@@ -73,6 +73,7 @@ class ServingModule(torch.nn.Module):
         super().__init__()
         if not hasattr(model, "dense_logits"):
             raise RecBoleDienError(f"{type(model).__name__} cannot be exported: DIN, DIEN and DSIN can")
+        refuse_behaviour_log(model)
         self.model = copy.deepcopy(model).cpu().eval()  # the caller's model stays as it is
         self.unknown_vector = resolve_unknown_vector(model, unknown_vector)
         self.item_fields = list(self.model.item_embedding.fields)
@@ -94,6 +95,15 @@ class ServingModule(torch.nn.Module):
         with embeddings[0].rows_of_request(items), embeddings[1].rows_of_request(users):
             user_rows = torch.arange(lengths.shape[0], device=lengths.device)
             return torch.sigmoid(self.model.dense_logits(user_rows, item_seq, lengths, time_seq, candidates))
+
+
+def refuse_behaviour_log(model):
+    """One line for a model trained on impressions with a behaviour log (recbole_dien.data.impressions):
+    serving takes histories of item ids, such a model's are behaviours with fields of their own."""
+    if getattr(model, "behaviour_log", False):
+        raise RecBoleDienError(f"{type(model).__name__} was trained on impressions whose histories come from a "
+                               "behaviour log (behavior_log_suffix); export, recommend and plot serve histories of "
+                               "item ids only, so such a model is not served yet: score it with model.predict")
 
 
 def resolve_unknown_vector(model, unknown_vector):
