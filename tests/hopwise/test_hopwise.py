@@ -127,3 +127,11 @@ def test_without_recbole_the_recbole_side_says_so_in_one_line(tmp_path):
                           text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == "run_recbole.py: error: RecBole is not installed: pip install 'recbole-dien[recbole]'\n"
+
+
+def test_a_resumed_run_ends_as_the_uninterrupted_one(tiny_config_dict):
+    first = plugin.run("DIEN", "tiny", config_dict=tiny_config_dict, cmd_args=[])
+    resumed = plugin.run(resume=first["saved_model_file"], cmd_args=["--epochs=2"])
+    whole = plugin.run("DIEN", "tiny", config_dict={**tiny_config_dict, "epochs": 2}, cmd_args=[])
+    assert type(resumed["config"]).__mro__[2] is hopwise.config.Config  # the checkpoint's host
+    assert dict(resumed["test_result"]) == dict(whole["test_result"])
