@@ -8,7 +8,7 @@ from setuptools import find_packages, setup
 #  - The host is an extra (docs/hosts.md): "recbole" (RecBole 1.2.1) or "hopwise". RecBole 1.2.1 pins
 #    colorlog==4.7.2 and colorama==0.4.4 and asks for ray<=2.6.3 (whose import needs setuptools'
 #    pkg_resources; no path of the plugin imports ray): installed beside hopwise 0.9.1 it would downgrade
-#    hopwise's colorlog 6.12.0 and colorama 0.4.6 and add ray 2.6.3 with 11 more packages (pip, measured), and
+#    hopwise's colorlog 6.12.0 and colorama 0.4.6 and add ray 2.6.3 and 9 more packages (pip, measured), and
 #    neither side of the plugin imports the other host.
 HOSTS = {"recbole": ["recbole==1.2.1"], "hopwise": ["hopwise>=0.9.1,<0.10"]}
 INSTALL_REQUIRES = [
