@@ -5,13 +5,14 @@ from setuptools import find_packages, setup
 # pandas 2.0-3.x and any setuptools (tests/test_compat.py; docs/recbole-fixes.md says what each shim fixes).
 #  - torch < 2.14 resolves to the 2.13 CPU wheel instead of a multi-GB CUDA build; 2.6+: torch.load
 #    defaults to weights_only=True, also in RecBole's own loads of pre-trained files.
-#  - The host is an extra (docs/hosts.md): "recbole" (RecBole 1.2.1) or "hopwise". RecBole 1.2.1 pins
-#    colorlog==4.7.2 and colorama==0.4.4 and asks for ray<=2.6.3 (whose import needs setuptools'
-#    pkg_resources; no path of the plugin imports ray): installed beside hopwise 0.9.1 it would downgrade
-#    hopwise's colorlog 6.12.0 and colorama 0.4.6 and add ray 2.6.3 and 9 more packages (pip, measured), and
-#    neither side of the plugin imports the other host.
-HOSTS = {"recbole": ["recbole==1.2.1"], "hopwise": ["hopwise>=0.9.1,<0.10"]}
+#  - RecBole 1.2.1 is the default host, a requirement, so that `pip install -e . && python run_recbole.py`
+#    works on a fresh machine. It pins colorlog==4.7.2 and colorama==0.4.4 and asks for ray<=2.6.3 (whose
+#    import needs setuptools' pkg_resources; no path of the plugin imports ray). hopwise is the second host
+#    (docs/hosts.md): the "hopwise" extra adds it beside RecBole; an environment that must stay free of
+#    RecBole's pins installs the plugin with --no-deps beside hopwise, scipy and pyyaml (as .ci/run does).
+HOPWISE = ["hopwise>=0.9.1,<0.10"]
 INSTALL_REQUIRES = [
+    "recbole==1.2.1",
     "torch>=2.6,<2.14",
     "numpy>=1.24",
     "pandas>=2.0",
@@ -47,9 +48,9 @@ setup(
     # matplotlib draws the benchmark's and the attention command's plots; hyperopt runs RecBole's
     # HyperTuning (recbole-dien tune, run_hyper.py); onnx, onnxscript and onnxruntime export and run
     # ONNX serving models (recbole-dien export --format onnx; the releases tested); the tests exercise all
-    extras_require={**HOSTS, "benchmark": ["matplotlib>=3.7"], "tune": HOSTS["recbole"] + ["hyperopt>=0.2.7"],
+    extras_require={"hopwise": HOPWISE, "benchmark": ["matplotlib>=3.7"], "tune": ["hyperopt>=0.2.7"],
                     "serving": ["onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"],
-                    "test": HOSTS["recbole"] + ["pytest>=7", "matplotlib>=3.7", "hyperopt>=0.2.7",
-                                                "onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"]},
+                    "test": ["pytest>=7", "matplotlib>=3.7", "hyperopt>=0.2.7",
+                             "onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"]},
     entry_points={"console_scripts": ["recbole-dien=recbole_dien.cli:main"]},
 )

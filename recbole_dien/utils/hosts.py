@@ -35,10 +35,10 @@ class Host:
     """One framework the plugin's classes run in: its package, its modules by RecBole's paths,
     its enums, and the plugin's classes built on its base classes (each built once)."""
 
-    def __init__(self, package, title, extra, shims):
+    def __init__(self, package, title, install, shims):
         self.package = package          # the importable package: recbole | hopwise
         self.title = title              # its name in messages
-        self.extra = extra              # recbole-dien's extra that installs it
+        self.install = install          # the pip command that installs it
         self.prefix = f"{package}."     # spelling of the host's own model of a name the plugin also has
         self._shims = shims             # "module:function" applying the plugin's shims on the host
         self._active = False
@@ -57,7 +57,7 @@ class Host:
     def require(self):
         """One line when the host is not installed."""
         if not self.installed():
-            raise HostNotInstalled(f"{self.title} is not installed: pip install 'recbole-dien[{self.extra}]'")
+            raise HostNotInstalled(f"{self.title} is not installed: {self.install}")
 
     def activate(self):
         """Apply the plugin's shims on this host (once; the first use of any of its modules does)."""
@@ -127,8 +127,9 @@ class Host:
         return self.build(body, self.SequentialDataset)
 
 
-RECBOLE = Host("recbole", "RecBole", "recbole", "recbole_dien.compat:activate")
-HOPWISE = Host("hopwise", "hopwise", "hopwise", "recbole_dien.hopwise.compat:apply")
+# RecBole is a requirement of the package (missing only where it was installed with --no-deps)
+RECBOLE = Host("recbole", "RecBole", "pip install recbole==1.2.1", "recbole_dien.compat:activate")
+HOPWISE = Host("hopwise", "hopwise", "pip install 'recbole-dien[hopwise]'", "recbole_dien.hopwise.compat:apply")
 HOSTS = {host.name: host for host in (RECBOLE, HOPWISE)}
 
 

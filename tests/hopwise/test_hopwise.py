@@ -126,7 +126,7 @@ def test_without_recbole_the_recbole_side_says_so_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "run_recbole.py"), "--model=DIN"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == "run_recbole.py: error: RecBole is not installed: pip install 'recbole-dien[recbole]'\n"
+    assert done.stderr == "run_recbole.py: error: RecBole is not installed: pip install recbole==1.2.1\n"
 
 
 def test_a_resumed_run_ends_as_the_uninterrupted_one(tiny_config_dict):
