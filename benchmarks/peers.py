@@ -228,6 +228,14 @@ def plan(libraries, models, modes, seeds, common):
     return runs
 
 
+def pending(wanted, recorded, retry_failed=False):
+    """The runs of ``wanted`` still to do: those not in ``recorded`` (runs.csv's rows), and with
+    ``retry_failed`` those whose latest record is not ``ok``."""
+    latest = {run_key(run): run for run in recorded}
+    return [run for run in wanted if run_key(run) not in latest
+            or (retry_failed and latest[run_key(run)]["status"] != "ok")]
+
+
 def planned_runs(runs, wanted):
     """The recorded runs of the plan ``wanted`` (the latest where a failed one was run again): a
     report never mixes runs of other fractions, rows or stopping settings."""
@@ -245,7 +253,9 @@ def _number(value):
 
 
 def mean_std(values, digits):
-    """'mean ± std' (the sample std over seeds; the mean alone for one value)."""
+    """'mean ± std' (the sample std over seeds; the mean alone for one value; — for none)."""
+    if not values:
+        return "—"
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
@@ -256,13 +266,13 @@ def summarise(runs):
     groups = {}
     for run in runs:
         entry = groups.setdefault((run["mode"], run["model"]), {}).setdefault(run["library"], {
-            "version": run.get("version", ""), "train_s": [], "test_auc": [], "valid_auc": [], "epochs": [],
-            "best_epoch": [], "errors": []})
+            "version": run.get("version", ""), "train_s": [], "train_s_to_best": [], "test_auc": [], "valid_auc": [],
+            "epochs": [], "best_epoch": [], "errors": []})
         if run["status"] != "ok":
             entry["errors"].append(run.get("error", "") or run["status"])
             continue
         entry["version"] = run.get("version", "") or entry["version"]
-        for field in ("train_s", "test_auc", "valid_auc", "epochs", "best_epoch"):
+        for field in ("train_s", "train_s_to_best", "test_auc", "valid_auc", "epochs", "best_epoch"):
             value = _number(run.get(field))
             if value is not None:
                 entry[field].append(value)
@@ -278,10 +288,12 @@ def markdown(runs, header=""):
         models = [model for model in MODELS if (mode, model) in groups]
         if not models:
             continue
-        title = "One epoch" if mode == "one-epoch" else "Trained to convergence (early stopping on validation AUC)"
+        converged = mode == "converged"
+        title = "Trained to convergence (early stopping on validation AUC)" if converged else "One epoch"
+        to_best = " train s to the best epoch |" if converged else ""
         lines += ["", f"### {title}", "",
-                  "| model | library | seeds | train s | test AUC | best valid AUC | epochs (best) |",
-                  "|---|---|---|---|---|---|---|"]
+                  f"| model | library | seeds | train s |{to_best} test AUC | best valid AUC | epochs (best) |",
+                  "|---|---|---|---|---|---|---|" + ("---|" if converged else "")]
         for model in models:
             for library in LIBRARIES:
                 entry = groups[(mode, model)].get(library)
@@ -289,12 +301,15 @@ def markdown(runs, header=""):
                     continue
                 name = f"{LIBRARY_NAMES[library]} {entry['version']}".strip()
                 if not entry["train_s"]:
-                    lines.append(f"| {model} | {name} | 0 | failed: {entry['errors'][-1][:120]} | | | |")
+                    lines.append(f"| {model} | {name} | 0 | failed: {entry['errors'][-1][:120]} | | | |"
+                                 + (" |" if converged else ""))
                     continue
                 epochs = f"{statistics.mean(entry['epochs']):.1f} ({statistics.mean(entry['best_epoch']):.1f})"
                 failed = f" ({len(entry['errors'])} failed)" if entry["errors"] else ""
-                lines.append(f"| {model} | {name} | {len(entry['train_s'])}{failed} | {mean_std(entry['train_s'], 1)} "
-                             f"| {mean_std(entry['test_auc'], 4)} | {mean_std(entry['valid_auc'], 4)} | {epochs} |")
+                best = f" {mean_std(entry['train_s_to_best'], 1)} |" if converged else ""
+                lines.append(f"| {model} | {name} | {len(entry['train_s'])}{failed} "
+                             f"| {mean_std(entry['train_s'], 1)} |{best} {mean_std(entry['test_auc'], 4)} "
+                             f"| {mean_std(entry['valid_auc'], 4)} | {epochs} |")
         lines += ["", "| model | recbole-dien train s (test AUC) | fastest peer | best peer test AUC "
                   "| recbole-dien vs fastest peer |", "|---|---|---|---|---|"]
         for model in models:
@@ -332,6 +347,7 @@ def plot(runs, out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     groups, written = summarise(runs), []
     markers = {"DIN": "o", "DIEN": "s", "DSIN": "^"}
@@ -352,6 +368,9 @@ def plot(runs, out):
                               marker=markers[model], color=colours[library], linestyle="none", capsize=3,
                               label=f"{LIBRARY_NAMES[library]} {model}")
         axes.set_xscale("log")
+        axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))   # 1, 2, 5, 10, 20, ...
+        axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())         # 20, not 2 x 10^1
+        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes.set_xlabel("training seconds (log scale)")
         axes.set_ylabel("test AUC")
         axes.set_title("one epoch" if mode == "one-epoch" else "trained to convergence")
@@ -478,9 +497,7 @@ def main(argv=None):
         if args.dump_only:
             return 0
     python = ensure_peer_venv(args.venv.resolve()) if set(args.libraries) - {"recbole-dien"} else None
-    recorded = {run_key(run): run for run in read_runs(runs_path)}
-    todo = [run for run in wanted if run_key(run) not in recorded
-            or (args.retry_failed and recorded[run_key(run)]["status"] != "ok")]
+    todo = pending(wanted, read_runs(runs_path), args.retry_failed)
     print(f"{len(wanted)} runs asked for, {len(wanted) - len(todo)} already in {runs_path}", file=sys.stderr)
     for number, run in enumerate(todo, 1):
         label = f"[{number}/{len(todo)}] {run['library']} {run['model']} {run['mode']} seed {run['seed']}"

@@ -70,7 +70,7 @@ def train_and_test(adapter_class, model_name, rows, settings, seed, max_epochs, 
     dsin = model_name == "DSIN"
     generator = torch.Generator().manual_seed(seed)
     history, best, bad_epochs, best_state, best_epoch = [], None, 0, None, 0
-    train_total = 0.0
+    epoch_seconds = []
     for epoch in range(1, max_epochs + 1):
         seconds, losses = 0.0, []
         for index in batches(rows.size("train"), settings["train_batch_size"], generator):
@@ -79,7 +79,7 @@ def train_and_test(adapter_class, model_name, rows, settings, seed, max_epochs, 
             started = time.perf_counter()
             losses.append(float(adapter.train_step(inputs, labels)))
             seconds += time.perf_counter() - started
-        train_total += seconds
+        epoch_seconds.append(seconds)
         started = time.perf_counter()
         valid_auc, valid_loss = evaluate(adapter, rows, "valid", dsin)
         entry = {"epoch": epoch, "train_s": round(seconds, 3), "valid_s": round(time.perf_counter() - started, 3),
@@ -99,8 +99,8 @@ def train_and_test(adapter_class, model_name, rows, settings, seed, max_epochs, 
     test_auc, test_loss = evaluate(adapter, rows, "test", dsin)
     return {
         "epochs": len(history), "best_epoch": best_epoch,
-        "train_s": round(train_total, 3),
-        "train_s_to_best": round(sum(e["train_s"] for e in history[:best_epoch]), 3),
+        "train_s": round(sum(epoch_seconds), 3),
+        "train_s_to_best": round(sum(epoch_seconds[:best_epoch]), 3),
         "valid_auc": history[best_epoch - 1]["valid_auc"],
         "test_auc": round(test_auc, 5), "test_logloss": round(test_loss, 5),
         "parameters": sum(p.numel() for p in adapter.model.parameters() if p.requires_grad),
