@@ -108,7 +108,26 @@ def session_positions(sessions, last, max_sessions, max_session_length):
     return positions[:, :-1], torch.arange(K * T) < lengths.unsqueeze(1), lengths
 
 
-class DSINDataset(LeanSequentialDataset):
+class DSINSessions:
+    """DSIN's session knobs on a dataset (``session_gap``, ``max_sessions`` K,
+    ``max_session_length`` T of props/DSIN.yaml) and the log's sessions once cut
+    (:func:`log_sessions`); shared by :class:`DSINDataset` and the impressions' DSIN dataset."""
+
+    def __init__(self, config):
+        from recbole_dien.config.knobs import model_hyperparameters
+
+        knobs = model_hyperparameters(config, "DSIN")
+        self.session_settings = (knobs["session_gap"], knobs["max_sessions"], knobs["max_session_length"])
+        self.log_sessions = None
+        super().__init__(config)
+
+    @property
+    def session_width(self):
+        """K*T: the width of every list column."""
+        return self.session_settings[1] * self.session_settings[2]
+
+
+class DSINDataset(DSINSessions, LeanSequentialDataset):
     """A sequential dataset whose rows' histories are DSIN's input, from the user's whole history
     before the target whatever ``MAX_ITEM_LIST_LENGTH`` is: the behaviours of the K most recent
     sessions (``max_sessions``), each its T most recent (``max_session_length``), sessions cut at
@@ -125,19 +144,6 @@ class DSINDataset(LeanSequentialDataset):
     log's sessions (memory grows with N); on RecBole's path (``lean_sequential_data: False``) the
     rows hold them as dense [rows, K*T] columns.
     """
-
-    def __init__(self, config):
-        from recbole_dien.config.knobs import model_hyperparameters
-
-        knobs = model_hyperparameters(config, "DSIN")
-        self.session_settings = (knobs["session_gap"], knobs["max_sessions"], knobs["max_session_length"])
-        self.log_sessions = None
-        super().__init__(config)
-
-    @property
-    def session_width(self):
-        """K*T: the width of every list column."""
-        return self.session_settings[1] * self.session_settings[2]
 
     def data_augmentation(self):
         self._check_field("uid_field", "time_field")

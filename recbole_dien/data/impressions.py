@@ -34,7 +34,7 @@ import torch
 
 from recbole_dien.config.time_split import boundaries, describe
 from recbole_dien.data.behavior_log import distinct_behaviours, histories_before, sort_by_user_and_time
-from recbole_dien.data.dataset import log_sessions, session_positions
+from recbole_dien.data.dataset import DSINSessions, log_sessions, session_positions
 from recbole_dien.data.lean import HISTORY_START, LeanSequentialDataset
 from recbole_dien.data.negatives import sample_log_negatives, sample_negative_sequences
 from recbole_dien.utils.errors import DatasetError
@@ -320,7 +320,7 @@ class ImpressionDIENDataset(ImpressionDataset):
         return rows
 
 
-class ImpressionDSINDataset(ImpressionDataset):
+class ImpressionDSINDataset(DSINSessions, ImpressionDataset):
     """DSIN's impressions: each row's history is the K most recent sessions (``max_sessions``) of
     its user's behaviours strictly before the impression, each its T most recent
     (``max_session_length``), sessions cut where adjacent behaviours of the log are more than
@@ -328,19 +328,6 @@ class ImpressionDSINDataset(ImpressionDataset):
     ``MAX_ITEM_LIST_LENGTH`` is (as :class:`~recbole_dien.data.dataset.DSINDataset` does for
     interaction logs). The session holding the impression's time is cut at the impression: its
     later behaviours belong to the future."""
-
-    def __init__(self, config):
-        from recbole_dien.config.knobs import model_hyperparameters
-
-        knobs = model_hyperparameters(config, "DSIN")
-        self.session_settings = (knobs["session_gap"], knobs["max_sessions"], knobs["max_session_length"])
-        self.log_sessions = None
-        super().__init__(config)
-
-    @property
-    def session_width(self):
-        """K*T: the width of every list column."""
-        return self.session_settings[1] * self.session_settings[2]
 
     def build_impression_rows(self):
         log_users = super().build_impression_rows()

@@ -55,16 +55,8 @@ training draws one such negative per target. AUC over all the pairs (the papers'
 LogLoss. Histories hold the 100 most recent reviews (the DIEN authors' maximum). Features: item id
 and its category (the last level of the item's first category path), as in the papers."""
 
-SETTINGS = {
-    "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "category"]},
-    "MAX_ITEM_LIST_LENGTH": 100,
-    "normalize_all": False,
-    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "uni1"},
-    "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
-    "metrics": ["AUC", "LogLoss"],
-    "valid_metric": "AUC",
-    "repeatable": True,
-}
+SETTINGS = conversion.last_target_protocol(
+    {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "category"]}, history_length=100)
 
 
 def add_arguments(parser):

@@ -428,6 +428,22 @@ class AtomicFileWriter:
         return False
 
 
+def last_target_protocol(load_col, history_length):
+    """The DIEN paper's protocol on a log without labels, as settings: each user's last
+    interaction is the test target (the one before it validation), in time order, scored against
+    one sampled negative item; trained point-wise on each positive and one sampled negative; AUC."""
+    return {
+        "load_col": load_col,
+        "MAX_ITEM_LIST_LENGTH": history_length,
+        "normalize_all": False,
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "uni1"},
+        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+        "metrics": ["AUC", "LogLoss"],
+        "valid_metric": "AUC",
+        "repeatable": True,
+    }
+
+
 def write_dataset_config(folder, dataset, comment, settings):
     """Write ``folder/<dataset>.yaml``: ``comment`` (the protocol explained, as ``#`` lines) above
     ``settings`` as plain YAML. Returns its path."""

@@ -55,16 +55,8 @@ AUC and LogLoss. Item features: id and category. The behaviour type is loaded as
 behaviours (the project's default; the median user has about 100 in the 9 days, and each step of
 history costs time per row)."""
 
-SETTINGS = {
-    "load_col": {"inter": ["user_id", "item_id", "behavior_type", "timestamp"], "item": ["item_id", "category"]},
-    "MAX_ITEM_LIST_LENGTH": 50,
-    "normalize_all": False,
-    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "uni1"},
-    "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
-    "metrics": ["AUC", "LogLoss"],
-    "valid_metric": "AUC",
-    "repeatable": True,
-}
+SETTINGS = conversion.last_target_protocol(
+    {"inter": ["user_id", "item_id", "behavior_type", "timestamp"], "item": ["item_id", "category"]}, history_length=50)
 
 
 def add_arguments(parser):
