@@ -100,8 +100,14 @@ def matched_settings(model):
 
 # --- the peers' virtualenv -----------------------------------------------------------------------
 
-def _pip(python, *arguments):
-    subprocess.check_call([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *arguments])
+def _pip(python, command, *arguments):
+    """pip ``command`` in ``python``'s environment; one line if it fails (pip's own output says why)."""
+    try:
+        subprocess.check_call([str(python), "-m", "pip", command, "--quiet", "--disable-pip-version-check",
+                               *arguments])
+    except subprocess.CalledProcessError as error:
+        raise SystemExit(f"error: pip {command} {' '.join(arguments)} failed (exit {error.returncode}; its output "
+                         f"is above); delete {Path(python).parents[1]} to start the peers' virtualenv over") from None
 
 
 def installed_versions(python):
@@ -120,9 +126,8 @@ def fetch_fuxictr_model_zoo(python, venv):
     ``venv/fuxictr_longctr``: its wheel ships the framework without the models."""
     target = venv / "fuxictr_longctr"
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.check_call([str(python), "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                               "--no-deps", "--no-binary", ":all:", f"fuxictr=={PEER_VERSIONS['fuxictr']}",
-                               "-d", folder])
+        _pip(python, "download", "--no-deps", "--no-binary", ":all:", f"fuxictr=={PEER_VERSIONS['fuxictr']}",
+             "-d", folder)
         (archive,) = Path(folder).glob("fuxictr-*.tar.gz")
         with tarfile.open(archive) as sdist:
             for member in sdist.getmembers():
@@ -140,7 +145,7 @@ def ensure_peer_venv(venv):
     if not python.exists():
         print(f"creating the peers' virtualenv in {venv} ...", file=sys.stderr, flush=True)
         subprocess.check_call([sys.executable, "-m", "venv", str(venv)])
-        _pip(python, f"torch=={PEER_TORCH}")
+        _pip(python, "install", f"torch=={PEER_TORCH}")
     versions = installed_versions(python)
     missing = [f"{name}=={version}" for name, version in PEER_VERSIONS.items() if versions.get(name) != version]
     if missing:
@@ -149,7 +154,7 @@ def ensure_peer_venv(venv):
         constraints = venv / "constraints.txt"
         constraints.write_text(f"torch=={PEER_TORCH}\n")
         print(f"installing {' '.join(missing)} into {venv} ...", file=sys.stderr, flush=True)
-        _pip(python, *missing, "-c", str(constraints))
+        _pip(python, "install", *missing, "-c", str(constraints))
         versions = installed_versions(python)
     if not versions.get("torch", "").startswith(PEER_TORCH):
         raise SystemExit(f"error: the peers' virtualenv {venv} has torch {versions.get('torch')}, not {PEER_TORCH}: "
@@ -344,7 +349,10 @@ def comparison(model, entries):
 def plot(runs, out):
     """peers-<mode>.png: test AUC against training seconds, mean and std over seeds, per library and
     model. Returns the files written."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("error: the plots need matplotlib: pip install 'recbole-dien[benchmark]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker

@@ -17,7 +17,7 @@ import torch
 
 from peer_adapters.rows import auc, log_loss
 
-# a batch this small is merged into the one before it: BatchNorm and Dice need batch statistics
+# a last batch this small joins the one before it: BatchNorm and Dice need batch statistics
 MIN_BATCH = 16
 EVAL_BATCH = 4096
 
@@ -28,22 +28,25 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def batches(count, batch_size, generator):
-    """The batches of one epoch: a fresh permutation of ``count`` rows from ``generator``, cut into
-    ``batch_size`` rows (a last batch under :data:`MIN_BATCH` rows joins the one before it)."""
-    order = torch.randperm(count, generator=generator).numpy()
-    starts = list(range(0, count, batch_size))
-    if len(starts) > 1 and count - starts[-1] < MIN_BATCH:
+def cut(order, batch_size):
+    """``order`` cut into batches of ``batch_size`` rows; a last batch under :data:`MIN_BATCH` rows
+    joins the one before it (some models' code cannot take a batch of one row)."""
+    starts = list(range(0, len(order), batch_size))
+    if len(starts) > 1 and len(order) - starts[-1] < MIN_BATCH:
         starts.pop()
-    ends = starts[1:] + [count]
+    ends = starts[1:] + [len(order)]
     return [order[start:end] for start, end in zip(starts, ends)]
+
+
+def batches(count, batch_size, generator):
+    """The batches of one epoch: a fresh permutation of ``count`` rows from ``generator``, cut."""
+    return cut(torch.randperm(count, generator=generator).numpy(), batch_size)
 
 
 def evaluate(adapter, rows, split, dsin=False):
     """(AUC, log loss) of the adapter's predictions on every row of ``split``."""
     scores = []
-    for start in range(0, rows.size(split), EVAL_BATCH):
-        index = np.arange(start, min(start + EVAL_BATCH, rows.size(split)))
+    for index in cut(np.arange(rows.size(split)), EVAL_BATCH):
         scores.append(np.asarray(adapter.predict(adapter.inputs(rows.batch(split, index, dsin))), dtype=np.float64))
     labels, scores = rows.arrays[f"{split}_label"], np.concatenate(scores).reshape(-1)
     return auc(labels, scores), log_loss(labels, scores)
