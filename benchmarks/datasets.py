@@ -112,7 +112,7 @@ def train_step(spec):
             break
     if not measured:
         raise RuntimeError(f"one training batch only ({len(train_data.dataset)} rows): nothing to time after the warm-up")
-    return {"build_s": round(build_s, 1), "build_peak_gb": round(build_peak, 2), "peak_gb": round(peak_gb(), 2),
+    return {"build_s": round(build_s, 3), "build_peak_gb": round(build_peak, 2), "peak_gb": round(peak_gb(), 2),
             "train_rows_s": round(rows / (time.perf_counter() - started)), "train_batches": measured,
             "training_rows": len(train_data.dataset), "history_length": config["MAX_ITEM_LIST_LENGTH"]}
 

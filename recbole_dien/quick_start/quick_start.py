@@ -53,7 +53,12 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
     to ranks on machines that do not have it.
     """
     check_processes(nproc, world_size)
-    host = _host(host) if resume is None else checkpoint_host(load_checkpoint(resume))
+    if resume is None:
+        host = _host(host)
+    elif os.path.isfile(resume) or (nproc == 1 and world_size <= 0):
+        host = checkpoint_host(load_checkpoint(resume))  # one line if it is missing or not a checkpoint
+    else:  # a machine without rank 0's file: multi-process runs are RecBole's, and rank 0 sends the file
+        host = RECBOLE
     if nproc == 1 and world_size <= 0:
         return run_single(model, dataset, config_file_list, config_dict, cmd_args, saved, resume, host=host)
     if host is not RECBOLE:
