@@ -53,10 +53,13 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
     to ranks on machines that do not have it.
     """
     check_processes(nproc, world_size)
+    saved_timeout = None
     if resume is None:
         host = _host(host)
     elif os.path.isfile(resume) or (nproc == 1 and world_size <= 0):
-        host = checkpoint_host(load_checkpoint(resume))  # one line if it is missing or not a checkpoint
+        checkpoint = load_checkpoint(resume)  # one line if it is missing or not a checkpoint
+        host = checkpoint_host(checkpoint)
+        saved_timeout = checkpoint["config"]["final_config_dict"].get("ddp_timeout")
     else:  # a machine without rank 0's file: multi-process runs are RecBole's, and rank 0 sends the file
         host = RECBOLE
     if nproc == 1 and world_size <= 0:
@@ -74,6 +77,8 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
     if "ddp_timeout" in typed:  # how long to wait for the peers: needed before any config exists
         config_dict["ddp_timeout"] = parse_value(typed["ddp_timeout"])
         cmd_args = [arg for arg in cmd_args if not arg.startswith("--ddp_timeout=")]
+    if "ddp_timeout" not in config_dict and saved_timeout is not None:  # the resumed run's own, unless given
+        config_dict["ddp_timeout"] = saved_timeout
     if "ddp_timeout" in config_dict:
         knobs.check_value("ddp_timeout", config_dict["ddp_timeout"], knobs.general_knobs()["ddp_timeout"][0],
                           "docs/configuration.md")

@@ -95,6 +95,19 @@ def test_a_peer_that_never_starts_is_one_line_after_ddp_timeout(tiny_config_dict
     assert "\n" not in message and message.startswith(expected.format(port=port)), message
 
 
+def test_a_resumed_run_waits_for_its_peers_as_long_as_its_checkpoint_says(tiny_config_dict, tmp_path):
+    """ddp_timeout from the first run's settings holds when it resumes (the rendezvous comes
+    before the checkpoint's config is rebuilt); the command line still wins."""
+    settings = {**tiny_config_dict, "epochs": 1, "ddp_timeout": 4, "checkpoint_dir": str(tmp_path / "saved")}
+    run("DIN", "tiny", config_dict=settings, cmd_args=[], nproc=2, port=free_port())
+    (checkpoint,) = glob.glob(str(tmp_path / "saved" / "DIN-*.pth"))
+    port = free_port()
+    with pytest.raises(DistributedError, match=r"never joined the run at localhost:\d+ within ddp_timeout=4 s"):
+        run(resume=checkpoint, cmd_args=[], nproc=1, world_size=2, port=port)
+    with pytest.raises(DistributedError, match=r"within ddp_timeout=2 s"):
+        run(resume=checkpoint, cmd_args=["--ddp_timeout=2"], nproc=1, world_size=2, port=free_port())
+
+
 def machine_config(tmp_path, tiny_config_dict, name):
     """A machine of its own: its working folder and checkpoint folder, nothing shared."""
     folder = tmp_path / name
