@@ -7,7 +7,32 @@ from recbole_dien.data.lean import HISTORY_START, LeanSequentialDataset, user_st
 from recbole_dien.data.negatives import sample_log_negatives, sample_negative_sequences
 
 
-class DIENDataset(LeanSequentialDataset):
+class DIENNegatives:
+    """DIEN's negative-behaviour settings on a dataset - ``neg_exclude`` (``history`` |
+    ``positive``), ``neg_resample_each_epoch`` - and the resampling itself: with it, every training
+    row loaded gets fresh negatives (``_sample``) in ``negatives_list_field``; evaluation splits
+    never resample (negatives only feed the training loss). Shared by :class:`DIENDataset` and
+    the impressions' DIEN dataset."""
+
+    def __init__(self, config):
+        self.neg_exclude = config["neg_exclude"] or "history"
+        self.resample_each_epoch = bool(config["neg_resample_each_epoch"])
+        super().__init__(config)
+
+    def build(self):
+        datasets = super().build()
+        for evaluation_split in datasets[1:]:  # negatives only feed the training loss
+            evaluation_split.resample_each_epoch = False
+        return datasets
+
+    def __getitem__(self, index, join=True):
+        rows = super().__getitem__(index, join)
+        if self.resample_each_epoch and isinstance(rows, self.Interaction):
+            rows.update(self.Interaction({self.negatives_list_field: self._sample(rows)}))
+        return rows
+
+
+class DIENDataset(DIENNegatives, LeanSequentialDataset):
     """A sequential dataset whose rows also carry ``NEG_ITEM_SEQ``: a negative behaviour for every
     real step of the history, aligned with it (the negative at step k is never the positive at
     step k and, by default, none of the row's behaviours up to step k).
@@ -23,14 +48,13 @@ class DIENDataset(LeanSequentialDataset):
     after the sort.
     """
 
-    def __init__(self, config):
-        self.neg_exclude = config["neg_exclude"] or "history"
-        self.resample_each_epoch = bool(config["neg_resample_each_epoch"])
-        super().__init__(config)
-
     @property
     def neg_item_field(self):
         return self.config["NEG_PREFIX"] + self.iid_field
+
+    @property
+    def negatives_list_field(self):
+        return self.neg_item_list_field
 
     @property
     def neg_item_list_field(self):
@@ -53,17 +77,6 @@ class DIENDataset(LeanSequentialDataset):
                                               self.item_num, self.neg_exclude, generator)
         return negatives.view(item_seq.shape)  # one row (dataset[i]) or a batch
 
-    def build(self):
-        datasets = super().build()
-        for evaluation_split in datasets[1:]:  # negatives only feed the training loss
-            evaluation_split.resample_each_epoch = False
-        return datasets
-
-    def __getitem__(self, index, join=True):
-        rows = super().__getitem__(index, join)
-        if self.resample_each_epoch and isinstance(rows, self.Interaction):
-            rows.update(self.Interaction({self.neg_item_list_field: self._sample(rows)}))
-        return rows
 
 
 def log_sessions(users, times, session_gap):

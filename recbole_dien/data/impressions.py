@@ -34,7 +34,7 @@ import torch
 
 from recbole_dien.config.time_split import boundaries, describe
 from recbole_dien.data.behavior_log import distinct_behaviours, histories_before, sort_by_user_and_time
-from recbole_dien.data.dataset import DSINSessions, log_sessions, session_positions
+from recbole_dien.data.dataset import DIENNegatives, DSINSessions, log_sessions, session_positions
 from recbole_dien.data.lean import HISTORY_START, LeanSequentialDataset
 from recbole_dien.data.negatives import sample_log_negatives, sample_negative_sequences
 from recbole_dien.utils.errors import DatasetError
@@ -264,17 +264,16 @@ class ImpressionDataset(LeanSequentialDataset):
         return [self.copy(self.inter_feat[part]) for part in parts]
 
 
-class ImpressionDIENDataset(ImpressionDataset):
+class ImpressionDIENDataset(DIENNegatives, ImpressionDataset):
     """DIEN's impressions: every behaviour of the log gets an aligned negative behaviour (for the
     auxiliary loss), drawn once from ``seed`` uniformly over the log's distinct behaviours - never
     the positive's field values and, by default (``neg_exclude: history``), none of the behaviours
     any row's history shows up to that step (:func:`~recbole_dien.data.negatives.sample_log_negatives`);
     ``neg_resample_each_epoch: True`` draws fresh ones per training row whenever it is loaded."""
 
-    def __init__(self, config):
-        self.neg_exclude = config["neg_exclude"] or "history"
-        self.resample_each_epoch = bool(config["neg_resample_each_epoch"])
-        super().__init__(config)
+    @property
+    def negatives_list_field(self):
+        return self.neg_behavior_id_list_field
 
     @property
     def neg_behavior_id_field(self):
@@ -306,18 +305,6 @@ class ImpressionDIENDataset(ImpressionDataset):
         negatives = sample_negative_sequences(behaviours.view(-1, behaviours.shape[-1]), lengths.view(-1),
                                               self.behavior_num, self.neg_exclude, generator)
         return negatives.view(behaviours.shape)
-
-    def build(self):
-        datasets = super().build()
-        for evaluation_split in datasets[1:]:  # negatives only feed the training loss
-            evaluation_split.resample_each_epoch = False
-        return datasets
-
-    def __getitem__(self, index, join=True):
-        rows = super().__getitem__(index, join)
-        if self.resample_each_epoch and isinstance(rows, self.Interaction):
-            rows.update(self.Interaction({self.neg_behavior_id_list_field: self._sample(rows)}))
-        return rows
 
 
 class ImpressionDSINDataset(DSINSessions, ImpressionDataset):
