@@ -4,6 +4,7 @@
     python benchmarks/datasets.py --scale 0.001           # the same at 1/1000, in minutes
     python benchmarks/datasets.py --layouts taobao --models DIEN --behaviours 300000000
     python benchmarks/datasets.py --table                 # the Markdown table of the last results
+    python benchmarks/datasets.py --table --results a.json b.json --write-doc docs/datasets.md
 
 For each layout, one fresh process per step (``recbole_dien.benchmark.harness``: its wall time,
 its peak resident memory, stopped above ``--memory-limit-gb``):
@@ -31,12 +32,13 @@ import platform
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from recbole_dien.benchmark.harness import child_command, print_phase, print_result, run_child
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # model_cost, also when run from elsewhere
+
+from recbole_dien.benchmark.harness import child_command, print_result, run_child  # noqa: E402
 
 REAL = {"impressions": 26_557_961, "behaviours": 100_000_000, "taobao_rows": 100_150_807}
 LAYOUTS = ("alimama", "taobao")
@@ -76,45 +78,13 @@ def convert_step(spec):
 
 
 def train_step(spec):
-    import torch
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
+    from model_cost import build_then_train
 
-    from recbole_dien import Config, create_dataset
-    from recbole_dien.trainer import allocator
-
-    settings = {"data_path": spec["data"], "show_progress": False, "state": "WARNING", "seed": 2020,
-                "checkpoint_dir": tempfile.mkdtemp(), "train_batch_size": spec["batch_size"]}
-    print_phase("build")
-    start = time.perf_counter()
-    config = Config(spec["model"], spec["dataset"], config_file_list=[spec["config_file"]], config_dict=settings,
-                    cmd_args=[])
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, _, _ = data_preparation(config, dataset)
-    build_s, build_peak = time.perf_counter() - start, peak_gb()
-
-    print_phase("train")
-    model = config.model_class(config, train_data._dataset)
-    allocator.apply(config)  # what a RecBole trainer does when it is built
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
-    model.train()
-    rows, measured, started = 0, 0, None
-    for step, batch in enumerate(train_data):  # at most train_batches after the warm-up; fewer if the epoch ends
-        if step == 1:  # the first batch warms up
-            started = time.perf_counter()
-        optimizer.zero_grad()
-        model.calculate_loss(batch).backward()
-        optimizer.step()
-        if step:
-            rows, measured = rows + len(batch), measured + 1
-        if measured == spec["train_batches"]:
-            break
-    if not measured:
-        raise RuntimeError(f"one training batch only ({len(train_data.dataset)} rows): nothing to time after the warm-up")
-    return {"build_s": round(build_s, 3), "build_peak_gb": round(build_peak, 2), "peak_gb": round(peak_gb(), 2),
-            "train_rows_s": round(rows / (time.perf_counter() - started)), "train_batches": measured,
-            "training_rows": len(train_data.dataset), "history_length": config["MAX_ITEM_LIST_LENGTH"]}
+    settings = {"data_path": spec["data"], "train_batch_size": spec["batch_size"]}
+    measured, config, train_data, _, _ = build_then_train(spec["model"], spec["dataset"], settings,
+                                                          [spec["config_file"]], spec["train_batches"])
+    return {**measured, "peak_gb": round(peak_gb(), 2), "training_rows": len(train_data.dataset),
+            "history_length": config["MAX_ITEM_LIST_LENGTH"]}
 
 
 STEPS = {"generate": generate_step, "convert": convert_step, "train": train_step}
@@ -250,6 +220,8 @@ def main(argv=None):
     parser.add_argument("--memory-limit-gb", type=float, default=16.0)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per step")
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--results", nargs="+", help="with --table: these results files' tables, one after the "
+                        "other (default: --out)")
     parser.add_argument("--write-doc", help="with --table: replace the table in this Markdown file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -258,7 +230,7 @@ def main(argv=None):
         print_result(STEPS[spec["step"]](spec))
         return 0
     if args.table:
-        text = table(json.loads(Path(args.out).read_text()))
+        text = "\n".join(table(json.loads(Path(path).read_text())) for path in args.results or [args.out])
         if args.write_doc:
             write_doc(args.write_doc, text)
         print(text, end="")

@@ -53,6 +53,59 @@ def pipeline(model, length, protocol=None, batch_size=None):
     return config, trainer, train, valid
 
 
+def peak_gb():
+    """This process's peak resident memory so far, GB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def build_then_train(model, dataset, settings, config_files=(), train_batches=20):
+    """A run's dataset build and its first training steps, as a run does them: ``Config``,
+    ``create_dataset`` and RecBole's ``data_preparation`` (timed: ``build_s``, and the peak memory
+    at the end of the build, ``build_peak_gb``), then the model and ``train_batches`` training
+    steps (forward, backward, Adam; batch building included) after one warm-up step
+    (``train_rows_s``; fewer steps when the epoch ends first). Returns (measurements, config,
+    train_data, valid_data, model)."""
+    import tempfile
+
+    from recbole.data import data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_dien import Config, create_dataset
+    from recbole_dien.benchmark.harness import print_phase
+    from recbole_dien.trainer import allocator
+
+    settings = {"show_progress": False, "state": "WARNING", "seed": 2020, "checkpoint_dir": tempfile.mkdtemp(),
+                **settings}
+    print_phase("build")
+    start = time.perf_counter()
+    config = Config(model, dataset, config_file_list=list(config_files), config_dict=settings, cmd_args=[])
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
+    build_s, build_peak = time.perf_counter() - start, peak_gb()
+
+    print_phase("train")
+    net = config.model_class(config, train_data._dataset)
+    allocator.apply(config)  # what a RecBole trainer does when it is built
+    optimizer = torch.optim.Adam(net.parameters(), lr=config["learning_rate"])
+    net.train()
+    rows, timed, started = 0, 0, None
+    for step, batch in enumerate(train_data):
+        if step == 1:  # the first batch warms up
+            started = time.perf_counter()
+        optimizer.zero_grad()
+        net.calculate_loss(batch).backward()
+        optimizer.step()
+        if step:
+            rows, timed = rows + len(batch), timed + 1
+        if timed == train_batches:
+            break
+    if not timed:
+        raise RuntimeError(f"one training batch only ({len(train_data.dataset)} rows): nothing to time after the warm-up")
+    measurements = {"build_s": round(build_s, 3), "build_peak_gb": round(build_peak, 2),
+                    "train_rows_s": round(rows / (time.perf_counter() - started)), "train_batches": timed}
+    return measurements, config, train_data, valid_data, net
+
+
 def seconds(function):
     start = time.perf_counter()
     function()

@@ -32,7 +32,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-from recbole_dien.benchmark.harness import child_command, print_phase, print_result, run_child
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # model_cost, also when run from elsewhere
+
+from recbole_dien.benchmark.harness import child_command, print_phase, print_result, run_child  # noqa: E402
 
 FIELDS = ["dataset", "interactions", "path", "model", "length", "status", "build_s", "build_peak_gb", "peak_gb",
           "rows", "train_rows_s", "valid_users_s", "valid_pass_s", "valid_users", "note", "date"]
@@ -42,47 +44,20 @@ REFERENCE = "ml-100k"
 # --- the child: one (dataset, path, model, length) measurement ---------------------------------
 
 def measure(spec):
-    import resource
-
     import torch
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
 
-    from recbole_dien import Config, create_dataset
-    from recbole_dien.trainer import allocator
+    from model_cost import build_then_train, peak_gb
 
-    def peak_gb():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-
-    settings = {"lean_sequential_data": spec["path"] == "lean", "MAX_ITEM_LIST_LENGTH": spec["length"],
-                "show_progress": False, "state": "WARNING", "seed": 2020, "checkpoint_dir": tempfile.mkdtemp()}
+    settings = {"lean_sequential_data": spec["path"] == "lean", "MAX_ITEM_LIST_LENGTH": spec["length"]}
     files = []
     if spec["dataset"] != REFERENCE:
         settings["data_path"] = spec["data"]
         files = [os.path.join(spec["data"], spec["dataset"], f"{spec['dataset']}.yaml")]
-    print_phase("build")
-    start = time.perf_counter()
-    config = Config(spec["model"], spec["dataset"], config_file_list=files, config_dict=settings, cmd_args=[])
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, dataset)
-    build_s, build_peak = time.perf_counter() - start, peak_gb()
-
-    print_phase("train")
-    model = config.model_class(config, train_data._dataset)
-    allocator.apply(config)  # what a RecBole trainer does when it is built
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
-    model.train()
-    batches, rows, started = iter(train_data), 0, None
-    for step in range(spec["train_batches"] + 1):
-        if step == 1:  # the first batch warms up
-            started = time.perf_counter()
-        batch = next(batches)
-        rows += len(batch) if step else 0
-        optimizer.zero_grad()
-        model.calculate_loss(batch).backward()
-        optimizer.step()
-    train_rows_s = rows / (time.perf_counter() - started)
+    measured, _, train_data, valid_data, model = build_then_train(spec["model"], spec["dataset"], settings, files,
+                                                                  spec["train_batches"])
+    if measured["train_batches"] < spec["train_batches"]:
+        raise RuntimeError(f"{measured['train_batches'] + 1} training batches only, fewer than the warm-up and the "
+                           f"{spec['train_batches']} to time")
 
     print_phase("validation")
     model.eval()
@@ -94,8 +69,9 @@ def measure(spec):
             if not spec["full_validation"] and step + 1 >= spec["valid_batches"]:
                 break
     valid_users_s = users / (time.perf_counter() - started)
-    return {"build_s": round(build_s, 1), "build_peak_gb": round(build_peak, 2), "peak_gb": round(peak_gb(), 2),
-            "rows": len(train_data.dataset) + len(valid_data.dataset), "train_rows_s": round(train_rows_s),
+    return {"build_s": round(measured["build_s"], 1), "build_peak_gb": measured["build_peak_gb"],
+            "peak_gb": round(peak_gb(), 2), "rows": len(train_data.dataset) + len(valid_data.dataset),
+            "train_rows_s": measured["train_rows_s"],
             "valid_users_s": round(valid_users_s), "valid_pass_s": round(total_users / valid_users_s, 1),
             "valid_users": total_users,
             "note": "valid pass measured" if spec["full_validation"] else f"valid pass from {users} users"}

@@ -49,7 +49,7 @@ def rows_for(interaction, model, candidates):
     return rows
 
 
-def scorer_function(model, dataset, backend, threads, folder):
+def scorer_function(model, dataset, backend, threads, folder, pairs_per_call=None):
     """score(rows, candidates) for a program backend: the Scorer on the rows' ids."""
     from recbole_dien.serving import Scorer, export, quantize
     from recbole_dien.serving.scorer import _onnx_program
@@ -58,20 +58,22 @@ def scorer_function(model, dataset, backend, threads, folder):
     metadata = export.serving_metadata(module, dataset, backend)
     if backend.startswith("torch-export"):
         module = export.int8_module(module) if backend.endswith("int8") else module
-        scorer = Scorer.from_program(export.export_program(module).module(), metadata)
+        program = export.export_program(module).module()
     else:
         path = Path(folder) / "model.onnx"
         export.export_onnx(export.export_program(module), module, path)
         if backend.endswith("int8"):
             quantize.quantize_onnx(path, Path(folder) / "model-int8.onnx")
             path = Path(folder) / "model-int8.onnx"
-        scorer = Scorer.from_program(_onnx_program(path, metadata["inputs"], threads), metadata)
+        program = _onnx_program(path, metadata["inputs"], threads)
+    scorer = Scorer.from_program(program, metadata, *([pairs_per_call] if pairs_per_call else []))
     time_field = getattr(model, "TIME_SEQ", None)
 
     def score(rows, candidates):
         times = rows[time_field] if time_field else None
         return scorer.score_ids(rows[model.USER_ID], rows[model.ITEM_SEQ], rows[model.ITEM_SEQ_LEN], times, candidates)
 
+    score.pairs_per_call = scorer.pairs_per_call
     return score
 
 
@@ -88,7 +90,8 @@ def eager_function(model, backend, rows):
 
 
 @torch.no_grad()
-def measure(model, backend, requests=1000, users=1000, candidates=100, batch_users=100, length=50, threads=None):
+def measure(model, backend, requests=1000, users=1000, candidates=100, batch_users=100, length=50, threads=None,
+            pairs_per_call=None):
     """One (model, backend): latency percentiles and throughput (see the module docstring)."""
     import recbole_dien  # noqa: F401 - the RecBole shims
 
@@ -105,7 +108,7 @@ def measure(model, backend, requests=1000, users=1000, candidates=100, batch_use
         if backend.startswith("eager"):
             score = eager_function(net, backend, rows)
         else:
-            score = scorer_function(net, dataset, backend, threads, folder)
+            score = scorer_function(net, dataset, backend, threads, folder, pairs_per_call)
         print_phase("latency")
         latencies = []
         for request in range(requests + WARMUP):
@@ -123,6 +126,7 @@ def measure(model, backend, requests=1000, users=1000, candidates=100, batch_use
     percentiles = statistics.quantiles(latencies, n=100, method="inclusive")
     return {"model": model, "backend": backend, "requests": requests, "candidates": candidates, "users": users,
             "batch_users": batch_users, "threads": torch.get_num_threads(),
+            "pairs_per_call": None if backend.startswith("eager") else score.pairs_per_call,
             "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * percentiles[98],
             "throughput_s": seconds, "pairs_per_s": users * candidates / seconds}
 
@@ -155,6 +159,8 @@ def main(argv=None):
     parser.add_argument("--candidates", type=int, default=100, help="candidates per user (default 100)")
     parser.add_argument("--batch-users", type=int, default=100, help="throughput: users per call (default 100)")
     parser.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: torch's default)")
+    parser.add_argument("--pairs-per-call", type=int, help="programs: (user, candidate) pairs per call of the "
+                        "program (default: the Scorer's)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -166,7 +172,8 @@ def main(argv=None):
     for model in args.models:
         for backend in args.backends:
             spec = {"model": model, "backend": backend, "requests": args.requests, "users": args.users,
-                    "candidates": args.candidates, "batch_users": args.batch_users, "threads": args.threads}
+                    "candidates": args.candidates, "batch_users": args.batch_users, "threads": args.threads,
+                    "pairs_per_call": args.pairs_per_call}
             done = run_child(child_command(__file__, spec), timeout=args.timeout)
             results.append(done.result if done.ok else {"model": model, "backend": backend, "error": done.error})
             print(json.dumps(results[-1]), flush=True)

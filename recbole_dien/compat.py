@@ -39,6 +39,14 @@ hopwise's shims are :mod:`recbole_dien.hopwise.compat`.
   separator is one character (the C parser's limit), with Python's own float conversion
   (``float_precision='round_trip'``) so that every value is parsed as before; tests/test_compat.py
   compares the datasets read both ways.
+* **Data loaders' index lists.** ``AbstractDataLoader.__init__`` hands torch's ``DataLoader``
+  ``list(range(sample_size))`` as its dataset, and torch's ``RandomSampler`` turns each epoch's
+  permutation into one Python list: about 40 bytes per training row each (3.7 GB apiece for a
+  100M-row log, which took a build and its first batch past 16 GB). RecBole's module sees a
+  ``list`` that leaves a ``range`` as it is (a range is a sequence of the same ints), and a
+  loader's ``RandomSampler`` is replaced by one that draws the same permutation from the same
+  generator, held as int32, and hands it out in slices (the same batches, in the same order, and
+  the generator left in the same state).
 * **numpy 2.** ``Config.compatibility_settings`` (recbole/config/configurator.py, lines 625-635)
   restores the aliases numpy 1.24 removed (``np.float``, ``np.int``, ...) from ``np.float_``,
   ``np.complex_`` and ``np.unicode_``, which numpy 2 removed as well, so every ``Config`` failed. It
@@ -69,6 +77,7 @@ hopwise's shims are :mod:`recbole_dien.hopwise.compat`.
   in-place ``fillna`` and ``Series.agg(len)`` (both handled above), torch about RecBole's
   ``torch.cuda.amp.GradScaler``; those warnings are silenced.
 """
+import functools
 import importlib
 import importlib.abc
 import sys
@@ -391,6 +400,55 @@ def _exhaustive_search_on_hyperopt_generators():
         hyper_tuning.np = _NumpyWithGeneratorRandomState(hyper_tuning.np)
 
 
+class _RandomOrderInSlices(torch.utils.data.RandomSampler):
+    """torch's ``RandomSampler`` without replacement, the same draws from the same generator, its
+    permutation handed out a slice at a time instead of as one Python list of every index."""
+
+    SLICE = 65536
+
+    def __iter__(self):
+        if self.replacement:
+            yield from super().__iter__()
+            return
+        n = len(self.data_source)
+        generator = self.generator
+        if generator is None:  # as torch's own __iter__ seeds one
+            generator = torch.Generator()
+            generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        # int32 where n allows: the same permutation (torch draws the same numbers for either dtype), half the bytes
+        dtype = torch.int32 if n < 2 ** 31 else torch.int64
+        for _ in range(self.num_samples // n):
+            for part in torch.randperm(n, generator=generator, dtype=dtype).split(self.SLICE):
+                yield from part.tolist()
+        for part in torch.randperm(n, generator=generator, dtype=dtype)[:self.num_samples % n].split(self.SLICE):
+            yield from part.tolist()
+
+
+def _list_keeping_ranges(iterable=()):
+    """``list`` as recbole/data/dataloader/abstract_dataloader.py sees it: a range stays a range."""
+    return iterable if isinstance(iterable, range) else list(iterable)
+
+
+def _loader_sampling_in_slices(init):
+    """``AbstractDataLoader.__init__``, then its torch ``RandomSampler`` (if any) drawn in slices."""
+    from torch.utils.data import BatchSampler, RandomSampler
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if type(self.sampler) is RandomSampler:
+            sampler = _RandomOrderInSlices(self.sampler.data_source, replacement=self.sampler.replacement,
+                                           num_samples=self.sampler._num_samples, generator=self.sampler.generator)
+            # DataLoader refuses these attributes once built; they are replaced by equivalents
+            object.__setattr__(self, "sampler", sampler)
+            if isinstance(self.batch_sampler, BatchSampler):
+                object.__setattr__(self, "batch_sampler", BatchSampler(sampler, self.batch_sampler.batch_size,
+                                                                       self.batch_sampler.drop_last))
+
+    wrapper.__wrapped__ = init
+    return wrapper
+
+
 def _safety_shims(config_class, dataset_class):
     import recbole.config.configurator as configurator
 
@@ -434,6 +492,7 @@ def apply():
     from recbole_dien.trainer import allocator, distributed
     from recbole_dien.trainer.resume import save_checkpoint
 
+    import recbole.data.dataloader.abstract_dataloader as dataloader_module
     import recbole.data.dataset.dataset as dataset_module
 
     Trainer._save_checkpoint = save_checkpoint
@@ -450,6 +509,9 @@ def apply():
     Trainer._map_reduce = distributed.keep_metrics
     Trainer.evaluate = distributed.evaluate_with_rank0_buffers(Trainer.evaluate)
     Collector.get_data_struct = distributed.gather_data_struct(Collector.get_data_struct)
+    dataloader_module.list = _list_keeping_ranges
+    loader = dataloader_module.AbstractDataLoader
+    loader.__init__ = _loader_sampling_in_slices(loader.__init__)
     _safety_shims(RecBoleConfig, Dataset)
     _import_recbole_models()
     _silence_known_warnings()

@@ -172,3 +172,50 @@ def test_exhaustive_search_tries_every_combination_once(tmp_path):
     tuner = HyperTuning(objective, space=build_space_from_file(str(space)), algo="exhaustive", max_evals=100)
     tuner.run()
     assert sorted(tried) == sorted((rate, size) for rate in (0.01, 0.001) for size in (8, 16, 32))
+
+
+def test_loaders_index_a_range_and_draw_recboles_batches_in_the_same_order(tiny_pipeline):
+    import recbole.data.dataloader.abstract_dataloader as dataloader_module
+    from recbole.utils import init_seed
+
+    from recbole_dien.compat import _RandomOrderInSlices
+
+    config, train, _, _ = tiny_pipeline("DIN")
+    assert isinstance(vars(train)["dataset"], range) and type(train.sampler) is _RandomOrderInSlices
+
+    def two_epochs(loader):
+        init_seed(config["seed"], config["reproducibility"])  # RecBole's negative sampler draws from numpy
+        return [batch for _ in range(2) for batch in loader]
+
+    def rebuilt():
+        return type(train)(config, train._dataset, train._sampler, shuffle=True)
+
+    ours = two_epochs(rebuilt())
+    shimmed_init, shimmed_list = dataloader_module.AbstractDataLoader.__init__, dataloader_module.list
+    dataloader_module.AbstractDataLoader.__init__ = shimmed_init.__wrapped__
+    dataloader_module.list = list
+    try:
+        plain = rebuilt()
+        assert isinstance(vars(plain)["dataset"], list) and type(plain.sampler) is torch.utils.data.RandomSampler
+        theirs = two_epochs(plain)
+    finally:
+        dataloader_module.AbstractDataLoader.__init__, dataloader_module.list = shimmed_init, shimmed_list
+    assert len(ours) == len(theirs) > 2
+    for mine, recboles in zip(ours, theirs):
+        assert list(mine.interaction) == list(recboles.interaction)
+        for column in recboles.interaction:
+            assert torch.equal(mine[column], recboles[column]), column
+
+
+def test_the_sliced_random_order_is_torchs_and_leaves_the_generator_as_torch_does():
+    from torch.utils.data import RandomSampler
+
+    from recbole_dien.compat import _RandomOrderInSlices
+
+    for n, samples, slice_size in [(10, None, 3), (1000, None, 64), (7, 20, 2), (5, 3, 65536), (300000, None, 65536)]:
+        theirs_generator, ours_generator = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        ours = _RandomOrderInSlices(range(n), num_samples=samples, generator=ours_generator)
+        ours.SLICE = slice_size
+        theirs = RandomSampler(range(n), num_samples=samples, generator=theirs_generator)
+        assert list(ours) == list(theirs) and list(ours) == list(theirs)   # two epochs
+        assert torch.equal(ours_generator.get_state(), theirs_generator.get_state())

@@ -22,6 +22,18 @@ MIN_BATCH = 16
 EVAL_BATCH = 4096
 
 
+def named_history_inputs(rows, batch, negatives):
+    """A :meth:`Rows.batch` as one flat dict of tensors, the layout torch-rechub and NextRec take:
+    each user field and candidate field under its own name, the history's fields as
+    ``hist_<field>`` and, with ``negatives`` (DIEN), its negative behaviours as ``neg_hist_<field>``."""
+    x = {field: batch["user"][field] for field in rows.user_fields}
+    x.update(batch["target"])
+    x.update({"hist_" + field: batch["history"][field] for field in rows.item_fields})
+    if negatives:
+        x.update({"neg_hist_" + field: batch["negative"][field] for field in rows.item_fields})
+    return {name: torch.from_numpy(value) for name, value in x.items()}
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)

@@ -16,6 +16,8 @@ clipping (norm 1.0, its default), Adam step (``compile``'s optimiser).
 import torch
 import torch.nn as nn
 
+from peer_adapters.loop import named_history_inputs
+
 
 class Adapter:
     library = "nextrec"
@@ -55,12 +57,7 @@ class Adapter:
         self.model.compile(optimizer="adam", optimizer_params={"lr": settings["learning_rate"]}, loss="bce")
 
     def inputs(self, batch):
-        x = {field: batch["user"][field] for field in self.rows.user_fields}
-        x.update(batch["target"])
-        x.update({"hist_" + field: batch["history"][field] for field in self.rows.item_fields})
-        if self.model_name == "DIEN":
-            x.update({"neg_hist_" + field: batch["negative"][field] for field in self.rows.item_fields})
-        return {name: torch.from_numpy(value) for name, value in x.items()}
+        return named_history_inputs(self.rows, batch, negatives=self.model_name == "DIEN")
 
     def train_step(self, x, labels):
         model = self.model

@@ -14,6 +14,8 @@ weight decay (the trainer's default optimiser has 1e-5), like every other librar
 """
 import torch
 
+from peer_adapters.loop import named_history_inputs
+
 
 class Adapter:
     library = "torch-rechub"
@@ -48,12 +50,7 @@ class Adapter:
         self.regularization = RegularizationLoss()
 
     def inputs(self, batch):
-        x = {field: batch["user"][field] for field in self.rows.user_fields}
-        x.update(batch["target"])
-        x.update({"hist_" + field: batch["history"][field] for field in self.rows.item_fields})
-        if self.model_name == "DIEN":
-            x.update({"neg_hist_" + field: batch["negative"][field] for field in self.rows.item_fields})
-        return {name: torch.from_numpy(value) for name, value in x.items()}
+        return named_history_inputs(self.rows, batch, negatives=self.model_name == "DIEN")
 
     def train_step(self, x, labels):
         self.model.train()

@@ -57,17 +57,40 @@ def _check(n_items, exclude):
         raise ValueError(f"negative exclusion must be one of {', '.join(NEGATIVE_EXCLUSIONS)}, not '{exclude}'")
 
 
-def sample_log_negatives(users, items, n_items, window, exclude="history", generator=None, max_rounds=100):
+def sample_log_negatives(users, items, n_items, window, exclude="history", generator=None, max_rounds=100,
+                         block_positions=2 ** 22):
     """One negative item per interaction of a log sorted by (user, time): [N].
 
     The negative at position p is never ``items[p]``; with ``exclude='history'`` it is also none of
     the user's items at the ``window`` positions ending at p - every behaviour any sequential row
     (whose history holds at most ``window`` of them) shows up to that step. Draws are uniform over
     1..n_items-1, redrawn where they break the rule; the check is a binary search over the log's
-    sorted (user, item, position) keys, so time and memory grow with N, not N x window. Where a
+    sorted (user, item, position) keys, so time grows with N, not N x window. Where a
     window covers nearly the whole catalogue, after ``max_rounds`` draws only ``items[p]`` is excluded.
+
+    The rule only looks within a user, so the log is drawn in blocks of whole users of about
+    ``block_positions`` interactions (a longer user is a block of its own), one after the other
+    from ``generator``: the working memory is a block's, not the log's (a 100M-behaviour log drew
+    past 16 GB in one piece). A log of at most ``block_positions`` interactions is one block.
     """
     _check(n_items, exclude)
+    n = len(items)
+    if n <= block_positions:
+        return _sample_log_block(users, items, n_items, window, exclude, generator, max_rounds)
+    firsts = torch.nonzero(torch.cat([torch.ones(1, dtype=torch.bool), users[1:] != users[:-1]])).squeeze(1)
+    # each block ends at the last user start at or before the next multiple of block_positions
+    targets = torch.arange(block_positions, n, block_positions)
+    cuts = torch.unique(firsts[torch.searchsorted(firsts, targets, right=True) - 1])
+    bounds = [0, *[int(cut) for cut in cuts if cut > 0], n]
+    negatives = torch.empty_like(items)
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        negatives[start:end] = _sample_log_block(users[start:end], items[start:end], n_items, window, exclude,
+                                                 generator, max_rounds)
+    return negatives
+
+
+def _sample_log_block(users, items, n_items, window, exclude, generator, max_rounds):
+    """:func:`sample_log_negatives` on a log of whole users, in one piece."""
     n = len(items)
     position = torch.arange(n)
     window_start = torch.maximum(user_starts(users), position - window + 1)

@@ -250,9 +250,10 @@ class DIEN(AttentionCTRRecommender):
     def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
         """Logits of each user's candidates from plain tensors, padded and masked (fixed shapes, for
         :mod:`recbole_dien.serving.export`): users [B], item_seq [B, L], lengths [B], candidates [B, C]
-        -> [B, C]; ``time_seq`` is unused. The evolution steps all L positions and keeps each
-        state where its history has ended. AGRU / AUGRU only. Equals :meth:`forward`
-        (tests/serving/test_export.py)."""
+        -> [B, C]; ``time_seq`` is unused. The evolution steps all L positions; past a history's
+        end its attention is 0, so AGRU's and AUGRU's update gate is 0 and the state stays as it
+        is, exactly (the authors' AUGRU keeps a gate there: its state is held by a mask). AGRU /
+        AUGRU only. Equals :meth:`forward` (tests/serving/test_export.py)."""
         evolution = self.interest_evolution
         if not evolution.projects_inputs:
             raise ValueError(f"export supports gru_type AGRU and AUGRU, not {evolution.gru_type}")
@@ -269,7 +270,7 @@ class DIEN(AttentionCTRRecommender):
         for step in range(item_seq.shape[1]):
             new = gru_step(evolution.gru, state, inputs[:, step].unsqueeze(1), attention[:, :, step].unsqueeze(-1),
                            variant)
-            state = torch.where((step < lengths).view(-1, 1, 1), new, state)
+            state = torch.where((step < lengths).view(-1, 1, 1), new, state) if variant == "authors" else new
         features = [state, target, self.user_embedding(users).unsqueeze(1).expand(*target.shape[:-1], -1)]
         if self.history_sum_features:
             history_sum = (history * mask.transpose(1, 2)).sum(1, keepdim=True)     # [B, 1, D]

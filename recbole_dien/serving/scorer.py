@@ -41,6 +41,10 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 
+# (user, candidate) pairs per call of the program; smaller calls keep the per-pair intermediates in
+# the CPU's caches - whether that pays is not measured yet, so the default keeps one call per batch
+PAIRS_PER_CALL = 2 ** 62
+
 
 class ScoringError(ValueError):
     """A request the scorer cannot score: the message names the field and what it must be."""
@@ -151,24 +155,28 @@ class Scorer:
     ``path``: the program, ``.pt2`` (``torch.export``) or ``.onnx`` (ONNX Runtime, CPU provider);
     its maps are read from ``path + ".json"``. See the module docstring for requests."""
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, pairs_per_call=PAIRS_PER_CALL):
         with open(f"{path}.json", encoding="utf-8") as f:
             metadata = json.load(f)
         if str(path).endswith(".onnx"):
             program = _onnx_program(path, metadata["inputs"], threads)
         else:
             program = torch.export.load(str(path)).module()
-        self._setup(program, metadata)
+        self._setup(program, metadata, pairs_per_call)
 
     @classmethod
-    def from_program(cls, program, metadata):
+    def from_program(cls, program, metadata, pairs_per_call=PAIRS_PER_CALL):
         """A scorer of an in-memory ``program`` (a callable on the program's inputs) with its maps."""
         scorer = cls.__new__(cls)
-        scorer._setup(program, metadata)
+        scorer._setup(program, metadata, pairs_per_call)
         return scorer
 
-    def _setup(self, program, metadata):
+    def _setup(self, program, metadata, pairs_per_call=PAIRS_PER_CALL):
+        if not isinstance(pairs_per_call, int) or isinstance(pairs_per_call, bool) or pairs_per_call < 1:
+            raise ScoringError(f"pairs_per_call: {pairs_per_call!r}; give a positive whole number of "
+                               "(user, candidate) pairs per call of the program")
         self.program = program
+        self.pairs_per_call = pairs_per_call
         self.metadata = metadata
         self.model = metadata["model"]
         self.history_length = metadata["history_length"]
@@ -331,9 +339,15 @@ class Scorer:
         if new_users.any():
             rows = list(unknown_users) or [self.users.default_row()] * int(new_users.sum())
             self.users.replace_rows(user_columns, new_users, rows)
+        # users in slices of about pairs_per_call (user, candidate) pairs (DIN's and DIEN's attention
+        # holds [pairs, L, 80] numbers: a batch of 10,000 pairs streams 160 MB through memory)
+        users_per_call = max(1, self.pairs_per_call // candidates.shape[1])
+        outputs = []
         with torch.inference_mode():
-            output = self.program(seq_rows, lengths, time_seq, candidate_rows, *item_columns, *user_columns)
-        return output.clone()  # a plain tensor: an inference-mode one refuses in-place changes after
+            for part in torch.arange(len(users)).split(users_per_call):
+                outputs.append(self.program(seq_rows[part], lengths[part], time_seq[part], candidate_rows[part],
+                                            *item_columns, *(column[part] for column in user_columns)))
+        return torch.cat(outputs)  # a plain tensor: an inference-mode one refuses in-place changes after
 
 
 def _onnx_program(path, input_names, threads=None):

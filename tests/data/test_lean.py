@@ -1,5 +1,7 @@
 """The lean sequential data path (recbole_dien.data.lean) against RecBole's own SequentialDataset:
 same rows, same splits, every batch tensor of the train, valid and test loaders equal."""
+from unittest import mock
+
 import pytest
 import torch
 from recbole.data import data_preparation
@@ -9,7 +11,7 @@ from recbole.utils import init_seed
 
 from recbole_dien import Config, create_dataset
 from recbole_dien.data.lean import HISTORY_START, LeanSequentialDataset, history_occurrences
-from recbole_dien.data.negatives import sample_log_negatives
+from recbole_dien.data.negatives import _sample_log_block, sample_log_negatives
 from recbole_dien.utils.errors import ConfigError
 from recbole_dien.utils.hosts import RECBOLE
 
@@ -150,12 +152,13 @@ def test_histories_gathered_from_a_hand_made_log():
 
 # --- DIEN's negatives -------------------------------------------------------------------------
 
-def test_log_negatives_avoid_the_positive_and_every_rows_visible_history():
+@pytest.mark.parametrize("block_positions", [2 ** 22, 7, 1])
+def test_log_negatives_avoid_the_positive_and_every_rows_visible_history(block_positions):
     torch.manual_seed(0)
     users = torch.repeat_interleave(torch.arange(1, 41), torch.randint(1, 30, (40,)))
     items = torch.randint(1, 15, (len(users),))
     window = 5
-    negatives = sample_log_negatives(users, items, n_items=40, window=window)
+    negatives = sample_log_negatives(users, items, n_items=40, window=window, block_positions=block_positions)
     for p in range(len(users)):
         assert 0 < negatives[p] < 40
         # every behaviour of the user at the `window` positions ending at p (what any row shows up to p)
@@ -163,6 +166,27 @@ def test_log_negatives_avoid_the_positive_and_every_rows_visible_history():
         while start > 0 and users[start - 1] == users[p] and p - start + 1 < window:
             start -= 1
         assert negatives[p] not in items[start:p + 1].tolist()
+
+
+def test_log_negatives_are_drawn_in_blocks_of_whole_users():
+    users = torch.repeat_interleave(torch.arange(1, 6), torch.tensor([3, 9, 2, 4, 6]))   # starts 0 3 12 14 18
+    items = torch.arange(1, len(users) + 1) % 7 + 1
+    blocks = []
+
+    def record(block_users, *args):
+        blocks.append(block_users.tolist())
+        return torch.ones_like(args[0])
+
+    with mock.patch("recbole_dien.data.negatives._sample_log_block", side_effect=record):
+        sample_log_negatives(users, items, n_items=9, window=3, block_positions=5)
+    # cuts at the last user start at or before 5, 10, 15, 20: 3, 14, 18 (users 2 and 3 share a block)
+    assert [len(block) for block in blocks] == [3, 11, 4, 6]
+    assert sorted(user for block in blocks for user in set(block)) == [1, 2, 3, 4, 5]   # no user is split
+    # a log within one block is drawn in one piece: the same draws as before blocks existed
+    generator = torch.Generator().manual_seed(3)
+    one_piece = sample_log_negatives(users, items, n_items=9, window=3, generator=generator)
+    reference = _sample_log_block(users, items, 9, 3, "history", torch.Generator().manual_seed(3), 100)
+    assert torch.equal(one_piece, reference)
 
 
 def test_positive_only_log_negatives_may_repeat_earlier_items():

@@ -125,6 +125,40 @@ def test_an_unknown_user_scores_from_the_history_with_the_average_profile(tiny_m
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("model_name", ["DIN", "DIEN", "DSIN"])
+def test_a_batch_split_into_calls_of_pairs_per_call_scores_as_one_call(tiny_model, model_name):
+    model, train_data, batch = tiny_model(model_name)
+    model.eval()
+    dataset, rows = train_data._dataset, batch[:7]
+    candidates = [torch.tensor([3, 4, 5])] * 7
+    requests = requests_of(model, dataset, rows, candidates)
+    requests[2].user = "new-user"                                     # the default profile, in the second call
+    requests[5].candidates = ["brand-new", *requests[5].candidates[1:]]  # an unknown item, in the third call
+    module = export.ServingModule(model, dataset)
+    metadata = export.serving_metadata(module, dataset, "eager")
+    calls = []
+
+    def program(*inputs):
+        calls.append(len(inputs[1]))                                  # lengths: one per user of the call
+        return module(*inputs)
+
+    whole = Scorer.from_program(module, metadata).score(requests).probabilities
+    split = Scorer.from_program(program, metadata, pairs_per_call=7).score(requests)   # 7 // 3 = 2 users a call
+    assert calls == [2, 2, 2, 1]
+    torch.testing.assert_close(split.probabilities, whole)
+    assert split.unknown_user[2] and split.unknown_candidates[5] == 1
+    Scorer.from_program(program, metadata, pairs_per_call=1).score(requests)          # fewer than C: a user a call
+    assert calls[4:] == [1] * 7
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "100"])
+def test_pairs_per_call_must_be_a_positive_whole_number(tiny_model, value):
+    model, train_data, _ = tiny_model("DIN")
+    module = export.ServingModule(model, train_data._dataset)
+    with pytest.raises(ScoringError, match=r"^pairs_per_call: .*positive whole number"):
+        Scorer.from_program(module, export.serving_metadata(module, train_data._dataset, "eager"), pairs_per_call=value)
+
+
 def test_unknown_id_dropout_trains_row_zero_as_the_id_of_unseen_items(tiny_model):
     model, train_data, _ = tiny_model("DIN", unknown_id_dropout=0.5)
     embedding = model.item_embedding
