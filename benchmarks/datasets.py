@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import sys
 import time
@@ -38,15 +37,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # model_cost, also when run from elsewhere
 
+from model_cost import peak_gb  # noqa: E402
+
 from recbole_dien.benchmark.harness import child_command, print_result, run_child  # noqa: E402
 
 REAL = {"impressions": 26_557_961, "behaviours": 100_000_000, "taobao_rows": 100_150_807}
 LAYOUTS = ("alimama", "taobao")
 MARKER_START, MARKER_END = "<!-- datasets-benchmark:start -->", "<!-- datasets-benchmark:end -->"
-
-
-def peak_gb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
 def folder_mb(path):

@@ -66,14 +66,13 @@ def scorer_function(model, dataset, backend, threads, folder, pairs_per_call=Non
             quantize.quantize_onnx(path, Path(folder) / "model-int8.onnx")
             path = Path(folder) / "model-int8.onnx"
         program = _onnx_program(path, metadata["inputs"], threads)
-    scorer = Scorer.from_program(program, metadata, *([pairs_per_call] if pairs_per_call else []))
+    scorer = Scorer.from_program(program, metadata, pairs_per_call)
     time_field = getattr(model, "TIME_SEQ", None)
 
     def score(rows, candidates):
         times = rows[time_field] if time_field else None
         return scorer.score_ids(rows[model.USER_ID], rows[model.ITEM_SEQ], rows[model.ITEM_SEQ_LEN], times, candidates)
 
-    score.pairs_per_call = scorer.pairs_per_call
     return score
 
 
@@ -126,7 +125,7 @@ def measure(model, backend, requests=1000, users=1000, candidates=100, batch_use
     percentiles = statistics.quantiles(latencies, n=100, method="inclusive")
     return {"model": model, "backend": backend, "requests": requests, "candidates": candidates, "users": users,
             "batch_users": batch_users, "threads": torch.get_num_threads(),
-            "pairs_per_call": None if backend.startswith("eager") else score.pairs_per_call,
+            "pairs_per_call": None if backend.startswith("eager") else pairs_per_call,
             "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * percentiles[98],
             "throughput_s": seconds, "pairs_per_s": users * candidates / seconds}
 

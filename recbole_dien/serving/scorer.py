@@ -41,9 +41,9 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 
-# (user, candidate) pairs per call of the program; smaller calls keep the per-pair intermediates in
-# the CPU's caches - whether that pays is not measured yet, so the default keeps one call per batch
-PAIRS_PER_CALL = 2 ** 62
+# (user, candidate) pairs per call of the program (None: the whole batch in one call); smaller calls
+# keep the per-pair intermediates in the CPU's caches - whether that pays is not measured yet
+PAIRS_PER_CALL = None
 
 
 class ScoringError(ValueError):
@@ -172,7 +172,8 @@ class Scorer:
         return scorer
 
     def _setup(self, program, metadata, pairs_per_call=PAIRS_PER_CALL):
-        if not isinstance(pairs_per_call, int) or isinstance(pairs_per_call, bool) or pairs_per_call < 1:
+        if pairs_per_call is not None and (not isinstance(pairs_per_call, int) or isinstance(pairs_per_call, bool)
+                                           or pairs_per_call < 1):
             raise ScoringError(f"pairs_per_call: {pairs_per_call!r}; give a positive whole number of "
                                "(user, candidate) pairs per call of the program")
         self.program = program
@@ -341,7 +342,8 @@ class Scorer:
             self.users.replace_rows(user_columns, new_users, rows)
         # users in slices of about pairs_per_call (user, candidate) pairs (DIN's and DIEN's attention
         # holds [pairs, L, 80] numbers: a batch of 10,000 pairs streams 160 MB through memory)
-        users_per_call = max(1, self.pairs_per_call // candidates.shape[1])
+        users_per_call = (len(users) if self.pairs_per_call is None
+                          else max(1, self.pairs_per_call // candidates.shape[1]))
         outputs = []
         with torch.inference_mode():
             for part in torch.arange(len(users)).split(users_per_call):
