@@ -34,7 +34,9 @@ Across machines no shared filesystem is assumed and no peer is waited for in sil
 * A peer that dies mid-run is one line naming the rank (:func:`lost_peer`); the run resumes from
   rank 0's checkpoint. gloo's error names no rank, so every CPU rank counts up its own key in the
   run's store from a thread (:func:`start_heartbeat`); a survivor names the peers whose count
-  stands still (:func:`silent_peers`), or rank 0 when the store (rank 0's process) is gone.
+  stands still (:func:`silent_peers`), or rank 0 when the store (rank 0's process) is gone. So that
+  a survivor that only learns of the loss when rank 0 leaves does not take rank 0 for the dead one,
+  rank 0 leaves the group and keeps the store up until the others have reported (:func:`lost_peer`).
 """
 import datetime
 import logging
@@ -57,7 +59,9 @@ _CHECKPOINT_KEY = "recbole_dien/checkpoint"
 _BEAT_KEY = "recbole_dien/beat/{}"
 _LEFT_KEY = "recbole_dien/left/{}"  # a survivor that reported a loss and stops beating on purpose
 HEARTBEAT_S = 0.5
+HANDOVER_S = 20.0  # how long rank 0 keeps the store up for the other survivors to name the dead
 _joined = {}  # (ip, port, rank) -> the store join() made, for init_process_group to use
+_group_store = {}  # global rank -> the store of its process group
 
 
 class DistributedError(RecBoleDienError):
@@ -227,6 +231,7 @@ def init_process_group(final_config_dict):
     except RuntimeError as error:
         raise DistributedError(f"rank {global_rank(final)}: the process group at {final['ip']}:{final['port']} did "
                                f"not form ({_first_line(error)})") from None
+    _group_store[global_rank(final)] = store  # rank 0's store outlives the group (lost_peer)
     start_heartbeat(final)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, final["nproc"])))
     final.update(device=torch.device("cpu"), single_spec=False)
@@ -310,11 +315,34 @@ def take_best_model_from_rank0(trainer):
         torch.distributed.broadcast(tensor.data, src=0)
 
 
+def _wait_for_survivors(final, dead, wait_s=None):
+    """Rank 0 after a loss: leave the process group (a rank waiting on rank 0 in gloo learns of the
+    loss only then) and keep the store, which lives in this process, up until every other survivor
+    has named the dead in :func:`silent_peers`, or :data:`HANDOVER_S` seconds have passed."""
+    wait_s = HANDOVER_S if wait_s is None else wait_s
+    store = _group_store.get(0)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    if store is None:
+        return
+    survivors = [peer for peer in range(1, final["world_size"]) if peer not in dead]
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            if all(store.check([_LEFT_KEY.format(peer)]) for peer in survivors):
+                return
+        except Exception:  # the store is already closing: nothing to wait for
+            return
+        time.sleep(HEARTBEAT_S / 5)
+
+
 def lost_peer(final, error, checkpoint=None):
     """One line for a rank whose peer left the group mid-run (gloo: connection closed or reset),
     naming the peer (:func:`silent_peers`)."""
     rank, world_size = global_rank(final), final["world_size"]
     dead = [1 - rank] if world_size == 2 else silent_peers(final)
+    if rank == 0 and world_size > 2:
+        _wait_for_survivors(final, dead)
     peer = f"rank{'s' if len(dead) > 1 else ''} {', '.join(map(str, dead))}" if dead else "a peer"
     if rank != 0:
         resume = "; rank 0's checkpoint resumes it (--resume on every machine, the same --nproc / --world_size)"

@@ -3,6 +3,7 @@ import glob
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,31 @@ def test_rank_0_says_which_ranks_it_waits_for_while_it_waits(monkeypatch):
                                                r"ddp_timeout=1 s"):
         distributed._wait_for_ranks(Store(), 4, "host:1234", 1.0, said.append)
     assert said and all(line.startswith("rank 0: waiting for rank 2 at host:1234 (") for line in said)
+
+
+def test_after_a_loss_rank_0_keeps_the_store_up_until_the_other_survivors_have_reported(monkeypatch):
+    from recbole_dien.trainer import distributed
+
+    class Store:  # rank 2 of 4 died; rank 1 reports on the third look, rank 3 at once
+        def __init__(self):
+            self.looks = []
+
+        def check(self, keys):
+            self.looks.append(keys[0])
+            return keys[0] == "recbole_dien/left/3" or self.looks.count("recbole_dien/left/1") >= 3
+
+    store = Store()
+    monkeypatch.setattr(distributed, "_group_store", {0: store})
+    started = time.monotonic()
+    distributed._wait_for_survivors({"world_size": 4}, dead=[2], wait_s=30.0)
+    assert time.monotonic() - started < 5.0
+    assert "recbole_dien/left/2" not in store.looks and store.looks.count("recbole_dien/left/1") == 3
+
+    class Silent:  # rank 1 never reports: rank 0 stops waiting after wait_s
+        def check(self, keys):
+            return False
+
+    monkeypatch.setattr(distributed, "_group_store", {0: Silent()})
+    started = time.monotonic()
+    distributed._wait_for_survivors({"world_size": 3}, dead=[2], wait_s=0.5)
+    assert 0.5 <= time.monotonic() - started < 5.0
