@@ -14,6 +14,7 @@ and a run that dies or hangs is recorded instead of taking the benchmark down. :
     done.status, done.error, done.result, done.peak_gb
 """
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,8 @@ POLL_SECONDS = 0.2
 class ChildResult:
     """``status``: ``ok``, ``failed`` (non-zero exit or no JSON line), ``timeout`` or ``memory``
     (stopped at a limit); ``error``: one line saying why it is not ``ok``; ``result``: the last JSON
-    object the child printed ({} unless ``ok``); ``peak_gb``: the highest resident memory seen."""
+    object the child printed ({} unless ``ok``); ``peak_gb``: the highest resident memory seen, rounded up to 0.01 GB (a child stopped past a limit
+    never reads as at it)."""
     status: str
     error: str = ""
     result: dict = field(default_factory=dict)
@@ -64,6 +66,12 @@ def resident_gb(pid):
     except OSError:
         pass
     return 0.0
+
+
+def _rounded_up(gb):
+    # round(gb, 2) read a child stopped at 0.2004 GB as 0.2 GB, "not past" a 0.2 GB limit (CI);
+    # the inner round keeps an exact 0.2 from reading as 0.21
+    return math.ceil(round(gb * 100, 6)) / 100
 
 
 def _last_lines(stream, prefix=None):
@@ -106,12 +114,12 @@ def run_child(command, timeout=None, memory_limit_gb=None, cwd=None, env=None, e
                 why = (f"resident memory passed {memory_limit_gb:g} GB" if over_memory
                        else f"no result within {timeout:.0f} s")
                 return ChildResult("memory" if over_memory else "timeout", f"{why} after {elapsed:.0f} s, during {phase}",
-                                   peak_gb=round(peak, 2), phase=phase)
+                                   peak_gb=_rounded_up(peak), phase=phase)
         result = _last_json_object(_last_lines(out))
         phases = _last_lines(out, PHASE_PREFIX)
         phase = phases[-1][len(PHASE_PREFIX):] if phases else ""
         if child.returncode != 0 or result is None:
             lines = _last_lines(err)
             return ChildResult("failed", (lines[-1] if lines else f"exit code {child.returncode}")[:error_chars],
-                               peak_gb=round(peak, 2), phase=phase)
-        return ChildResult("ok", result=result, peak_gb=round(peak, 2), phase=phase)
+                               peak_gb=_rounded_up(peak), phase=phase)
+        return ChildResult("ok", result=result, peak_gb=_rounded_up(peak), phase=phase)

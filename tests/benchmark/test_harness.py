@@ -38,7 +38,7 @@ def test_a_child_past_its_memory_limit_is_stopped():
                             "time.sleep(30)"), timeout=60, memory_limit_gb=0.2)
     assert done.status == "memory"
     assert done.error.startswith("resident memory passed 0.2 GB") and done.error.endswith("during start")
-    assert done.peak_gb > 0.2
+    assert done.peak_gb > 0.2   # rounded up: a child stopped just past the limit reads as past it
 
 
 def test_child_command_passes_the_spec_as_json(tmp_path):
@@ -52,3 +52,9 @@ def test_child_command_passes_the_spec_as_json(tmp_path):
 def test_error_lines_are_cut_to_error_chars(error_chars):
     done = run_child(python("import sys; sys.exit('x' * 400)"), error_chars=error_chars)
     assert done.error == "x" * error_chars
+
+
+@pytest.mark.parametrize("gb, reported", [(0.2004, 0.21), (0.2, 0.2), (0.0, 0.0), (1.234, 1.24)])
+def test_peaks_are_rounded_up_to_a_hundredth_of_a_gb(gb, reported):
+    from recbole_dien.benchmark.harness import _rounded_up
+    assert _rounded_up(gb) == reported
