@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from recbole_dien.model.abstract_recommender import AttentionCTRRecommender
 from recbole_dien.model.layers import (MLP, ActivationUnit, BilinearAttention, InterestEvolution, activation_layer,
-                                       gru_step, masked_softmax, packed_gru_states, packed_softmax, sequence_mask,
+                                       masked_softmax, packed_gru_states, packed_softmax, sequence_mask,
                                        time_major_positions)
 
 
@@ -250,10 +250,11 @@ class DIEN(AttentionCTRRecommender):
     def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
         """Logits of each user's candidates from plain tensors, padded and masked (fixed shapes, for
         :mod:`recbole_dien.serving.export`): users [B], item_seq [B, L], lengths [B], candidates [B, C]
-        -> [B, C]; ``time_seq`` is unused. The evolution steps all L positions; past a history's
-        end its attention is 0, so AGRU's and AUGRU's update gate is 0 and the state stays as it
-        is, exactly (the authors' AUGRU keeps a gate there: its state is held by a mask). AGRU /
-        AUGRU only. Equals :meth:`forward` (tests/serving/test_export.py)."""
+        -> [B, C]; ``time_seq`` is unused. The attention scores one history position at a time
+        (:meth:`~recbole_dien.model.layers.ActivationUnit.score_key_by_key`) and the evolution
+        steps all L positions (:meth:`~recbole_dien.model.layers.InterestEvolution.evolve_dense`),
+        both arranged for ONNX Runtime. AGRU / AUGRU only. Equals :meth:`forward`
+        (tests/serving/test_export.py)."""
         evolution = self.interest_evolution
         if not evolution.projects_inputs:
             raise ValueError(f"export supports gru_type AGRU and AUGRU, not {evolution.gru_type}")
@@ -261,16 +262,11 @@ class DIEN(AttentionCTRRecommender):
         states, _ = self.interest_extractor(history)                                # [B, L, H]
         mask = sequence_mask(lengths, item_seq.shape[1]).unsqueeze(1)               # [B, 1, L]
         target = self.item_embedding(candidates)                                    # [B, C, D]
-        scores = self.attention(self.query_projection(target), states.unsqueeze(1))  # [B, C, L]
+        query = self.query_projection(target)                                       # [B, C, D]
+        scores = (self.attention(query, states.unsqueeze(1)) if self.attention_type == "bilinear"
+                  else self.attention.score_key_by_key(query, states))               # [B, C, L]
         attention = masked_softmax(scores, mask) if self.attention_softmax else torch.sigmoid(scores) * mask
-        inputs = evolution.project_inputs(states)                                   # [B, L, 3H]
-        variant = "authors" if evolution.gru_type == "AUGRU" and evolution.augru_variant == "authors" \
-            else evolution.gru_type
-        state = states.new_zeros(*target.shape[:-1], states.shape[-1])             # [B, C, H]
-        for step in range(item_seq.shape[1]):
-            new = gru_step(evolution.gru, state, inputs[:, step].unsqueeze(1), attention[:, :, step].unsqueeze(-1),
-                           variant)
-            state = torch.where((step < lengths).view(-1, 1, 1), new, state) if variant == "authors" else new
+        state = evolution.evolve_dense(evolution.project_inputs(states), attention, lengths)   # [B, C, H]
         features = [state, target, self.user_embedding(users).unsqueeze(1).expand(*target.shape[:-1], -1)]
         if self.history_sum_features:
             history_sum = (history * mask.transpose(1, 2)).sum(1, keepdim=True)     # [B, 1, D]

@@ -65,6 +65,22 @@ def test_evolution_matches_reference_forward_and_backward(gru_type, variant, len
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("gru_type,variant", [case for case in CASES if case[0] in ("AGRU", "AUGRU")])
+def test_dense_evolution_of_several_candidates_matches_reference(gru_type, variant, seeded):
+    """evolve_dense (every step of padded rows, fixed shapes: serving programs) against the
+    reference, each candidate's attention on its own; rows of length 0 and shorter than L."""
+    layer = InterestEvolution(5, 4, gru_type, variant).double()
+    lengths = torch.tensor([1, 7, 0, 3, 7])
+    inputs = torch.randn(len(lengths), 7, 5, dtype=torch.double)
+    mask = torch.arange(7) < lengths.unsqueeze(-1)
+    attention = torch.rand(len(lengths), 3, 7, dtype=torch.double) * mask.unsqueeze(1)   # [B, C, L]
+    dense = layer.evolve_dense(layer.project_inputs(inputs), attention, lengths)           # [B, C, H]
+    assert dense.shape == (5, 3, 4)
+    for candidate in range(3):
+        torch.testing.assert_close(dense[:, candidate], reference_evolution(layer, inputs, attention[:, candidate], lengths),
+                                   rtol=1e-10, atol=1e-12)
+
+
 def test_augru_with_zero_attention_keeps_the_initial_state(seeded):
     layer = InterestEvolution(5, 4, "AUGRU")
     out = layer(torch.randn(3, 6, 5), torch.zeros(3, 6), torch.tensor([6, 3, 1]))

@@ -35,10 +35,11 @@ SMALL_SESSIONS = {"max_sessions": 2, "max_session_length": 4}  # DSIN's historie
 
 @pytest.mark.parametrize("model_name,settings,onnx", [
     ("DIN", {}, False), ("DIN", {"attention_softmax": True}, True), ("DIEN", {}, True),
+    ("DIEN", {"augru_variant": "authors", "attention_type": "bilinear"}, True),
     ("DIEN", {"gru_type": "AGRU", "history_sum_features": True}, True), ("DSIN", SMALL_SESSIONS, False),
     ("DSIN", {"bilstm_merge": "sum", "session_attention": "mlp", **SMALL_SESSIONS}, True)])
 def test_the_programs_equal_predict(tiny_model, tmp_path, model_name, settings, onnx):
-    """torch.export and (in four settings, each model; DSIN's default in the command's test) ONNX
+    """torch.export and (in five settings, each model; DSIN's default in the command's test) ONNX
     Runtime's CPU provider, where onnxruntime is installed."""
     model, train_data, batch = tiny_model(model_name, **settings)
     model.eval()
