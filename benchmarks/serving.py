@@ -11,7 +11,9 @@ backend, in a fresh process each (:mod:`recbole_dien.benchmark.harness`):
 * latency: one user's ``--candidates`` (100) candidates per request, ``--requests`` (1,000)
   requests after 20 warm-up ones, each a different user; p50 and p99 in milliseconds;
 * throughput: ``--users`` (1,000) users x 100 candidates in batches of ``--batch-users`` (100)
-  users; seconds, and (user, candidate) pairs per second.
+  users, one warm-up pass then ``--passes`` (5) timed ones; the median pass's seconds, and (user,
+  candidate) pairs per second (each pass's seconds are kept: on this shared machine a single
+  pass has varied by a quarter between runs, and a first pass pays the runtimes' allocations).
 
 Backends: ``eager`` is ``model.predict`` on RecBole ``Interaction`` rows (each user's row repeated
 once per candidate); ``torch-export`` and ``onnx`` are the programs ``recbole-dien export`` writes,
@@ -90,7 +92,7 @@ def eager_function(model, backend, rows):
 
 @torch.no_grad()
 def measure(model, backend, requests=1000, users=1000, candidates=100, batch_users=100, length=50, threads=None,
-            pairs_per_call=None):
+            pairs_per_call=None, passes=5):
     """One (model, backend): latency percentiles and throughput (see the module docstring)."""
     import recbole_dien  # noqa: F401 - the RecBole shims
 
@@ -117,17 +119,21 @@ def measure(model, backend, requests=1000, users=1000, candidates=100, batch_use
             if request >= WARMUP:
                 latencies.append(time.perf_counter() - start)
         print_phase("throughput")
-        start = time.perf_counter()
-        for first in range(0, users, batch_users):
-            batch = torch.arange(first, min(first + batch_users, users))
-            score(rows[batch], items[batch])
-        seconds = time.perf_counter() - start
+        pass_seconds = []
+        for timed in range(passes + 1):                                  # pass 0 warms up
+            start = time.perf_counter()
+            for first in range(0, users, batch_users):
+                batch = torch.arange(first, min(first + batch_users, users))
+                score(rows[batch], items[batch])
+            if timed:
+                pass_seconds.append(time.perf_counter() - start)
+        seconds = statistics.median(pass_seconds)
     percentiles = statistics.quantiles(latencies, n=100, method="inclusive")
     return {"model": model, "backend": backend, "requests": requests, "candidates": candidates, "users": users,
             "batch_users": batch_users, "threads": torch.get_num_threads(),
             "pairs_per_call": None if backend.startswith("eager") else pairs_per_call,
             "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * percentiles[98],
-            "throughput_s": seconds, "pairs_per_s": users * candidates / seconds}
+            "throughput_s": seconds, "pass_s": pass_seconds, "pairs_per_s": users * candidates / seconds}
 
 
 def onnxruntime_version():
@@ -139,7 +145,7 @@ def onnxruntime_version():
 
 
 def table(results):
-    lines = ["| model | backend | p50 ms | p99 ms | 1,000 users x 100: s | pairs/s |", "|---|---|---|---|---|---|"]
+    lines = ["| model | backend | p50 ms | p99 ms | 1,000 users x 100: s (median pass) | pairs/s |", "|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['backend']} | {r['error']} | | | |")
@@ -160,10 +166,14 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: torch's default)")
     parser.add_argument("--pairs-per-call", type=int, help="programs: (user, candidate) pairs per call of the "
                         "program (default: the Scorer's)")
+    parser.add_argument("--passes", type=int, default=5, help="throughput: timed passes after a warm-up one; "
+                        "the median counts (default 5)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.passes < 1:
+        parser.error(f"--passes must be at least 1, not {args.passes}")
     if args.child:
         print_result(measure(**json.loads(args.child)))
         return 0
@@ -172,7 +182,7 @@ def main(argv=None):
         for backend in args.backends:
             spec = {"model": model, "backend": backend, "requests": args.requests, "users": args.users,
                     "candidates": args.candidates, "batch_users": args.batch_users, "threads": args.threads,
-                    "pairs_per_call": args.pairs_per_call}
+                    "pairs_per_call": args.pairs_per_call, "passes": args.passes}
             done = run_child(child_command(__file__, spec), timeout=args.timeout)
             results.append(done.result if done.ok else {"model": model, "backend": backend, "error": done.error})
             print(json.dumps(results[-1]), flush=True)

@@ -250,8 +250,8 @@ class DIEN(AttentionCTRRecommender):
     def dense_logits(self, users, item_seq, lengths, time_seq, candidates):
         """Logits of each user's candidates from plain tensors, padded and masked (fixed shapes, for
         :mod:`recbole_dien.serving.export`): users [B], item_seq [B, L], lengths [B], candidates [B, C]
-        -> [B, C]; ``time_seq`` is unused. The attention scores one history position at a time
-        (:meth:`~recbole_dien.model.layers.ActivationUnit.score_key_by_key`) and the evolution
+        -> [B, C]; ``time_seq`` is unused. The attention scores a block of history positions at a time
+        (:meth:`~recbole_dien.model.layers.ActivationUnit.score_key_blocks`) and the evolution
         steps all L positions (:meth:`~recbole_dien.model.layers.InterestEvolution.evolve_dense`),
         both arranged for ONNX Runtime. AGRU / AUGRU only. Equals :meth:`forward`
         (tests/serving/test_export.py)."""
@@ -264,7 +264,7 @@ class DIEN(AttentionCTRRecommender):
         target = self.item_embedding(candidates)                                    # [B, C, D]
         query = self.query_projection(target)                                       # [B, C, D]
         scores = (self.attention(query, states.unsqueeze(1)) if self.attention_type == "bilinear"
-                  else self.attention.score_key_by_key(query, states))               # [B, C, L]
+                  else self.attention.score_key_blocks(query, states))               # [B, C, L]
         attention = masked_softmax(scores, mask) if self.attention_softmax else torch.sigmoid(scores) * mask
         state = evolution.evolve_dense(evolution.project_inputs(states), attention, lengths)   # [B, C, H]
         features = [state, target, self.user_embedding(users).unsqueeze(1).expand(*target.shape[:-1], -1)]

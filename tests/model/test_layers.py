@@ -32,10 +32,10 @@ def test_activation_unit_broadcasts_candidates_against_histories(seeded):
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "dice"])
-def test_scoring_key_by_key_equals_scoring_every_key_at_once(activation, seeded):
+def test_scoring_in_key_blocks_equals_scoring_every_key_at_once(activation, seeded):
     unit = ActivationUnit(6, (8, 4), activation=activation).double().eval()
     candidates, histories = torch.randn(3, 4, 6, dtype=torch.double), torch.randn(3, 5, 6, dtype=torch.double)
-    by_key = unit.score_key_by_key(candidates, histories)                          # [3, 4, 5]
+    by_key = unit.score_key_blocks(candidates, histories, block=2)                  # [3, 4, 5]: blocks 2, 2, 1
     torch.testing.assert_close(by_key, unit(candidates, histories.unsqueeze(1)), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(by_key[1, 2], reference_activation_unit(unit, candidates[1, 2], histories[1]))
 
