@@ -222,8 +222,8 @@ class ActivationUnit(nn.Module):
         intermediates are [B, C, block, H] instead of one [B, C, L, H] for all L, so that they stay
         in the CPU's cache where the whole one streams through memory (fixed-shape serving
         programs, :mod:`recbole_dien.serving.export`). DIEN's programs at ml-100k sizes, L = 50
-        (median of 5 runs, 2 cores, 2026-12-05), one user x 100 candidates p50 ms and 100 users x
-        100 candidates pairs/s, torch.export / ONNX Runtime: block 1: 17.6 ms, 22,200 / 6.19 ms,
+        (2 cores, 2026-12-05), one user x 100 candidates p50 ms and 100 users x 100 candidates
+        pairs/s, torch.export / ONNX Runtime: block 1: 17.6 ms, 22,200 / 6.19 ms,
         44,700; 5: 9.62, 38,100 / 3.81, 50,800; 10: 9.26, 36,500 / 3.80, 50,100; 25: 10.0, 34,600 /
         3.79, 48,500; all 50 at once: 10.0, 35,700 / 5.91, 40,000."""
         block = block or KEY_BLOCK

@@ -41,8 +41,9 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 
-# (user, candidate) pairs per call of the program (None: the whole batch in one call); smaller calls
-# keep the per-pair intermediates in the CPU's caches - whether that pays is not measured yet
+# (user, candidate) pairs per call of the program (None: the whole batch in one call). Smaller calls
+# were measured not to pay (DIEN's ONNX program, 2026-12-07: 1,000 pairs a call 57,101 pairs/s, the
+# whole 10,000 67,843; docs/commands.md): the programs already score attention in cache-sized blocks
 PAIRS_PER_CALL = None
 
 
@@ -340,8 +341,7 @@ class Scorer:
         if new_users.any():
             rows = list(unknown_users) or [self.users.default_row()] * int(new_users.sum())
             self.users.replace_rows(user_columns, new_users, rows)
-        # users in slices of about pairs_per_call (user, candidate) pairs (DIN's and DIEN's attention
-        # holds [pairs, L, 80] numbers: a batch of 10,000 pairs streams 160 MB through memory)
+        # users in slices of about pairs_per_call (user, candidate) pairs
         users_per_call = (len(users) if self.pairs_per_call is None
                           else max(1, self.pairs_per_call // candidates.shape[1]))
         outputs = []
