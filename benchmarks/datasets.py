@@ -182,7 +182,9 @@ def table(results):
                              f"| | {size} |")
             else:
                 lines.append(f"| {log['layout']} ({rows}) | {step}: build; training | ok | {record['build_s']} | "
-                             f"{record['build_peak_gb']} | {record['train_rows_s']:,} | "
+                             f"{record['build_peak_gb']} built; "
+                             f"{max(record['build_peak_gb'], record['watched_peak_gb'])} whole step | "
+                             f"{record['train_rows_s']:,} | "
                              f"{record['training_rows']:,} training rows, history {record['history_length']}, "
                              f"{record['train_batches']} batches timed |")
     return "\n".join(lines) + "\n"

@@ -40,10 +40,15 @@ def test_the_table_replaces_the_marked_part_of_a_page(tmp_path):
                "logs": [{"layout": "alimama", "rows": 26558, "behaviours": 100000, "steps": {
                    "generate": {"status": "ok", "seconds": 1.5, "peak_gb": 0.3, "raw_mb": 4.2},
                    "convert": {"status": "memory", "wall_s": 9.0, "watched_peak_gb": 16.2,
-                               "error": "resident memory passed 16 GB after 9 s, during start"}}}]}
+                               "error": "resident memory passed 16 GB after 9 s, during start"},
+                   "DIN": {"status": "ok", "wall_s": 30.0, "watched_peak_gb": 1.25, "build_s": 12.5,
+                           "build_peak_gb": 0.75, "train_rows_s": 8062, "train_batches": 20, "peak_gb": 1.2,
+                           "training_rows": 22681, "history_length": 50}}}]}
     text = script.table(results)
     assert "| alimama (26,558 rows, 100,000 behaviours) | generate | ok | 1.5 | 0.3 | | raw files 4.2 MB |" in text
     assert "| convert | memory: resident memory passed 16 GB" in text
+    assert ("| DIN: build; training | ok | 12.5 | 0.75 built; 1.25 whole step | 8,062 | 22,681 training rows, "
+            "history 50, 20 batches timed |") in text
     page = tmp_path / "datasets.md"
     page.write_text(f"# Datasets\n\nbefore\n{script.MARKER_START}\nold table\n{script.MARKER_END}\nafter\n")
     script.write_doc(page, text)
