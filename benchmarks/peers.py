@@ -363,7 +363,7 @@ def plot(runs, out):
     for mode in MODES:
         if not any(key[0] == mode and any(e["train_s"] for e in entries.values()) for key, entries in groups.items()):
             continue
-        figure, axes = plt.subplots(figsize=(7, 4.5))
+        figure, axes = plt.subplots(figsize=(9, 4.5))
         for (group_mode, model), entries in groups.items():
             if group_mode != mode:
                 continue
@@ -383,7 +383,7 @@ def plot(runs, out):
         axes.set_ylabel("test AUC")
         axes.set_title("one epoch" if mode == "one-epoch" else "trained to convergence")
         axes.grid(True, alpha=0.3)
-        axes.legend(fontsize=7, ncol=2)
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # beside the axes, never on a point
         figure.tight_layout()
         path = out / f"peers-{mode}.png"
         figure.savefig(path, dpi=120)
