@@ -29,8 +29,8 @@ POLL_SECONDS = 0.2
 class ChildResult:
     """``status``: ``ok``, ``failed`` (non-zero exit or no JSON line), ``timeout`` or ``memory``
     (stopped at a limit); ``error``: one line saying why it is not ``ok``; ``result``: the last JSON
-    object the child printed ({} unless ``ok``); ``peak_gb``: the highest resident memory seen, rounded up to 0.01 GB (a child stopped past a limit
-    never reads as at it)."""
+    object the child printed ({} unless ``ok``); ``peak_gb``: the highest resident memory seen,
+    rounded up to 0.01 GB (a child stopped past a limit never reads as at it)."""
     status: str
     error: str = ""
     result: dict = field(default_factory=dict)
