@@ -183,7 +183,7 @@ def table(results):
             else:
                 lines.append(f"| {log['layout']} ({rows}) | {step}: build; training | ok | {record['build_s']} | "
                              f"{record['build_peak_gb']} built; "
-                             f"{max(record['build_peak_gb'], record['watched_peak_gb'])} whole step | "
+                             f"{max(record['peak_gb'], record['watched_peak_gb'])} whole step | "
                              f"{record['train_rows_s']:,} | "
                              f"{record['training_rows']:,} training rows, history {record['history_length']}, "
                              f"{record['train_batches']} batches timed |")

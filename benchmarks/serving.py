@@ -145,7 +145,8 @@ def onnxruntime_version():
 
 
 def table(results):
-    lines = ["| model | backend | p50 ms | p99 ms | 1,000 users x 100: s (median pass) | pairs/s |", "|---|---|---|---|---|---|"]
+    lines = ["| model | backend | p50 ms | p99 ms | 1,000 users x 100: s (median pass) | pairs/s |",
+             "|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['backend']} | {r['error']} | | | |")
